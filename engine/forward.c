@@ -1,0 +1,198 @@
+/* forward.c - the Llama forward pass, batched.
+ *
+ * Dimension legend: T tokens in the batch, D = n_embd, Q = n_head * head_dim,
+ * KV = n_head_kv * head_dim, F = n_ff, V = n_vocab.
+ * Per layer: x += Wo attn(rope(Wq n(x)), rope(Wk n(x)), Wv n(x));
+ *            x += Wdown (silu(Wgate n(x)) * Wup n(x)), n = RMSNorm.
+ * Matmuls go through kernels/matmul (batch-invariant), attention through
+ * kernels/attn over the paged K/V rows. */
+#include "engine/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kvcache.h"
+#include "engine/model.h"
+#include "kernels/attn.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+#include "kernels/workers.h"
+
+struct fwd {
+    const struct model *m;
+    struct workers *wk;
+    int max_tokens, n_ctx;
+    float *x;               /* [T][D] residual stream */
+    float *xb;              /* [T][D] normed input of a sublayer */
+    float *q;               /* [T][Q] */
+    float *k, *v;           /* [T][KV] */
+    float *att;             /* [T][Q] attention output */
+    float *proj;            /* [T][D] sublayer output */
+    float *gate, *up;       /* [T][F] */
+    void *mm_scratch;       /* activations converted for a matmul */
+    uint8_t *attn_scratch;  /* [n_threads][attn_bytes] */
+    size_t attn_bytes;
+};
+
+static size_t max_mm_scratch(const struct model *m, int T) {
+    const struct model_shape *s = model_shape(m);
+    size_t best = mm_scratch_bytes(model_output(m), T);
+    for (int l = 0; l < s->n_layer; l++) {
+        const struct model_layer *L = model_layer(m, l);
+        const struct qtensor *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++) {
+            size_t b = mm_scratch_bytes(ws[i], T);
+            if (b > best) best = b;
+        }
+    }
+    return best;
+}
+
+struct fwd *fwd_create(const struct model *m, int max_tokens, int n_ctx, int n_threads,
+                       struct sp_err *err) {
+    if (max_tokens < 1 || n_ctx < 1) {
+        sp_fail(err, SP_EINVAL, "forward: max_tokens %d, n_ctx %d", max_tokens, n_ctx);
+        return NULL;
+    }
+    struct fwd *f = calloc(1, sizeof(*f));
+    if (!f) { sp_fail(err, SP_ENOMEM, "forward: out of memory"); return NULL; }
+    const struct model_shape *s = model_shape(m);
+    const size_t T = (size_t)max_tokens, D = (size_t)s->n_embd, F = (size_t)s->n_ff;
+    const size_t Q = (size_t)s->n_head * s->head_dim, KV = (size_t)s->n_head_kv * s->head_dim;
+    f->m = m;
+    f->max_tokens = max_tokens;
+    f->n_ctx = n_ctx;
+    f->wk = workers_create(n_threads, err);
+    if (!f->wk) goto fail;
+    f->x = malloc(T * D * sizeof(float));
+    f->xb = malloc(T * D * sizeof(float));
+    f->q = malloc(T * Q * sizeof(float));
+    f->k = malloc(T * KV * sizeof(float));
+    f->v = malloc(T * KV * sizeof(float));
+    f->att = malloc(T * Q * sizeof(float));
+    f->proj = malloc(T * D * sizeof(float));
+    f->gate = malloc(T * F * sizeof(float));
+    f->up = malloc(T * F * sizeof(float));
+    f->mm_scratch = malloc(max_mm_scratch(m, max_tokens));
+    f->attn_bytes = (attn_scratch_bytes(n_ctx, s->head_dim) + 63) / 64 * 64;
+    f->attn_scratch = aligned_alloc(64, (size_t)n_threads * f->attn_bytes);
+    if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->proj || !f->gate || !f->up ||
+        !f->mm_scratch || !f->attn_scratch) {
+        sp_fail(err, SP_ENOMEM, "forward: out of memory for a batch of %d tokens", max_tokens);
+        goto fail;
+    }
+    return f;
+fail:
+    fwd_free(f);
+    return NULL;
+}
+
+void fwd_free(struct fwd *f) {
+    if (!f) return;
+    workers_free(f->wk);
+    free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v);
+    free(f->att); free(f->proj); free(f->gate); free(f->up);
+    free(f->mm_scratch);
+    free(f->attn_scratch);
+    free(f);
+}
+
+int fwd_max_tokens(const struct fwd *f) { return f->max_tokens; }
+
+struct attn_job {
+    struct fwd *f;
+    struct kv_cache *kv;
+    const struct fwd_batch *b;
+    int layer;
+};
+
+/* Task i = (token i / n_head, head i % n_head). */
+static void attn_tasks(void *ctx, int begin, int end, int thread) {
+    const struct attn_job *j = ctx;
+    const struct model_shape *s = model_shape(j->f->m);
+    const int hd = s->head_dim, group = s->n_head / s->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    void *scratch = j->f->attn_scratch + (size_t)thread * j->f->attn_bytes;
+    const size_t Q = (size_t)s->n_head * hd;
+    for (int i = begin; i < end; i++) {
+        const int t = i / s->n_head, h = i % s->n_head;
+        struct attn_kv view;
+        kv_view(j->kv, j->layer, j->b->seq[t], j->b->pos[t] + 1, &view);
+        attn_head(j->f->q + t * Q + (size_t)h * hd, hd, h / group, &view, scale,
+                  j->f->att + t * Q + (size_t)h * hd, scratch);
+    }
+}
+
+static int check_batch(const struct fwd *f, const struct kv_cache *kv, const struct fwd_batch *b,
+                       struct sp_err *err) {
+    const struct model_shape *s = model_shape(f->m);
+    if (b->n_tokens < 1 || b->n_tokens > f->max_tokens)
+        return sp_fail(err, SP_EINVAL, "forward: batch of %d tokens (1..%d allowed)", b->n_tokens, f->max_tokens);
+    const int n_ctx = kv_n_ctx(kv) < f->n_ctx ? kv_n_ctx(kv) : f->n_ctx;
+    for (int t = 0; t < b->n_tokens; t++) {
+        if (b->tokens[t] < 0 || b->tokens[t] >= s->n_vocab)
+            return sp_fail(err, SP_EINVAL, "forward: token %d of the batch has id %d (vocab %d)",
+                           t, b->tokens[t], s->n_vocab);
+        if (b->pos[t] < 0 || b->pos[t] >= n_ctx)
+            return sp_fail(err, SP_ERANGE, "forward: token %d at position %d, context is %d", t, b->pos[t], n_ctx);
+        if (b->seq[t] < 0 || b->seq[t] >= kv_n_seq(kv))
+            return sp_fail(err, SP_EINVAL, "forward: token %d in sequence slot %d (%d slots)",
+                           t, b->seq[t], kv_n_seq(kv));
+    }
+    return SP_OK;
+}
+
+int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float *logits,
+            struct sp_err *err) {
+    int rc = check_batch(f, kv, b, err);
+    if (rc != SP_OK) return rc;
+    const struct model *m = f->m;
+    const struct model_shape *s = model_shape(m);
+    const int T = b->n_tokens, D = s->n_embd, F = s->n_ff, hd = s->head_dim;
+    const int Q = s->n_head * hd, KV = s->n_head_kv * hd;
+
+    for (int t = 0; t < T; t++) mm_get_row(model_tok_embd(m), b->tokens[t], f->x + (size_t)t * D);
+
+    for (int l = 0; l < s->n_layer; l++) {
+        const struct model_layer *L = model_layer(m, l);
+        for (int t = 0; t < T; t++)
+            op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->attn_norm, D, s->rms_eps);
+        mm_run(&L->wq, f->xb, T, f->q, f->mm_scratch, f->wk);
+        mm_run(&L->wk, f->xb, T, f->k, f->mm_scratch, f->wk);
+        mm_run(&L->wv, f->xb, T, f->v, f->mm_scratch, f->wk);
+        for (int t = 0; t < T; t++) {
+            op_rope(f->q + (size_t)t * Q, s->n_head, hd, s->n_rot, b->pos[t], s->rope_freq_base);
+            op_rope(f->k + (size_t)t * KV, s->n_head_kv, hd, s->n_rot, b->pos[t], s->rope_freq_base);
+            uint16_t *kr = kv_k_row(kv, l, b->seq[t], b->pos[t]);
+            uint16_t *vr = kv_v_row(kv, l, b->seq[t], b->pos[t]);
+            for (int i = 0; i < KV; i++) {
+                kr[i] = qt_f32_to_f16(f->k[(size_t)t * KV + i]);
+                vr[i] = qt_f32_to_f16(f->v[(size_t)t * KV + i]);
+            }
+        }
+        struct attn_job aj = { f, kv, b, l };
+        workers_run(f->wk, attn_tasks, &aj, T * s->n_head);
+        mm_run(&L->wo, f->att, T, f->proj, f->mm_scratch, f->wk);
+        op_add(f->x, f->proj, T * D);
+
+        for (int t = 0; t < T; t++)
+            op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->ffn_norm, D, s->rms_eps);
+        mm_run(&L->w_gate, f->xb, T, f->gate, f->mm_scratch, f->wk);
+        mm_run(&L->w_up, f->xb, T, f->up, f->mm_scratch, f->wk);
+        op_swiglu(f->gate, f->up, T * F);
+        mm_run(&L->w_down, f->gate, T, f->proj, f->mm_scratch, f->wk);
+        op_add(f->x, f->proj, T * D);
+    }
+
+    /* Only the tokens that want logits go through the output head. */
+    int n_out = 0;
+    for (int t = 0; t < T; t++) {
+        if (!b->logits[t]) continue;
+        op_rmsnorm(f->xb + (size_t)n_out * D, f->x + (size_t)t * D, model_output_norm(m), D, s->rms_eps);
+        n_out++;
+    }
+    if (n_out > 0) mm_run(model_output(m), f->xb, n_out, logits, f->mm_scratch, f->wk);
+    return SP_OK;
+}

@@ -1,0 +1,41 @@
+/* forward.h - one forward pass of the Llama model over a batch of tokens that
+ * may belong to several sequences (prefill chunks and decode tokens mixed).
+ *
+ * Each token carries its sequence slot and position; its K/V rows are written
+ * into the cache first, then it attends causally over positions [0, pos] of
+ * its own sequence, so earlier positions must already be in the cache or in
+ * this batch. A token's logits are bit-identical whatever else is in the batch.
+ *
+ * Ownership: the caller owns the fwd context (scratch for max_tokens, sized
+ * once) and the kv cache; the model is borrowed and must outlive it.
+ * Thread-safety: engine thread only; it drives its own worker pool. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/err.h"
+
+struct model;
+struct kv_cache;
+struct fwd;                 /* opaque */
+
+struct fwd_batch {
+    int n_tokens;
+    const int32_t *tokens;  /* [n_tokens] token ids */
+    const int32_t *pos;     /* [n_tokens] position within its sequence */
+    const int32_t *seq;     /* [n_tokens] sequence slot in the kv cache */
+    const bool *logits;     /* [n_tokens] true: produce this token's logits */
+};
+
+/* max_tokens bounds a batch; n_ctx the longest sequence attention will see. */
+struct fwd *fwd_create(const struct model *m, int max_tokens, int n_ctx, int n_threads,
+                       struct sp_err *err);
+void fwd_free(struct fwd *f);                            /* NULL is fine */
+
+int fwd_max_tokens(const struct fwd *f);
+
+/* Run the batch; logits gets one n_vocab row per token whose `logits` flag is
+ * set, in batch order. SP_EINVAL/SP_ERANGE (err says which token) for a
+ * token id, position or slot out of range; nothing is written then. */
+int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float *logits,
+            struct sp_err *err);

@@ -1,0 +1,367 @@
+/* main.c - the sparrow binary: one executable, several verbs.
+ *   sparrow run    one prompt, tokens printed as they come
+ *   sparrow bench  prompt-processing and generation speed, like llama-bench
+ * Every verb has --help. Flags are llama.cpp's where llama.cpp has the same
+ * flag (-m, -p, -n, -t, -c, --temp, --seed, ...); an unknown flag is an
+ * error that names it. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/forward.h"
+#include "engine/kvcache.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/stop.h"
+#include "engine/tokenizer.h"
+
+#define SPARROW_VERSION "0.1.0"
+#define MAX_STOPS 8
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* --- flag parsing: one table per verb ------------------------------------ */
+
+enum flag_kind { FLAG_STR, FLAG_INT, FLAG_FLOAT, FLAG_U64, FLAG_BOOL, FLAG_LIST };
+
+struct flag {
+    const char *short_name;  /* "-m" or NULL */
+    const char *long_name;   /* "--model"; '-' and '_' are the same */
+    enum flag_kind kind;
+    void *dst;
+    const char *help;
+};
+
+static bool flag_name_eq(const char *arg, const char *name) {
+    for (; *arg && *name; arg++, name++) {
+        char a = *arg == '_' ? '-' : *arg, b = *name == '_' ? '-' : *name;
+        if (a != b) return false;
+    }
+    return *arg == *name;
+}
+
+struct str_list { const char *v[MAX_STOPS]; int n; };
+
+static int parse_flags(const char *verb, const struct flag *flags, int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        const struct flag *f = NULL;
+        for (const struct flag *p = flags; p->long_name; p++)
+            if ((p->short_name && !strcmp(a, p->short_name)) || flag_name_eq(a, p->long_name)) f = p;
+        if (!f) { fprintf(stderr, "sparrow %s: unknown flag '%s' (see --help)\n", verb, a); return -1; }
+        if (f->kind == FLAG_BOOL) { *(bool *)f->dst = true; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "sparrow %s: %s needs a value\n", verb, a); return -1; }
+        const char *v = argv[++i];
+        char *end = NULL;
+        errno = 0;
+        switch (f->kind) {
+        case FLAG_STR: *(const char **)f->dst = v; end = (char *)v + strlen(v); break;
+        case FLAG_INT: { long x = strtol(v, &end, 10); if (x < -2147483647L || x > 2147483647L) errno = ERANGE;
+                         *(int *)f->dst = (int)x; break; }
+        case FLAG_FLOAT: *(float *)f->dst = strtof(v, &end); break;
+        case FLAG_U64: *(unsigned long long *)f->dst = strtoull(v, &end, 10); break;
+        case FLAG_LIST: {
+            struct str_list *l = f->dst;
+            if (l->n == MAX_STOPS) { fprintf(stderr, "sparrow %s: at most %d %s\n", verb, MAX_STOPS, a); return -1; }
+            l->v[l->n++] = v; end = (char *)v + strlen(v); break;
+        }
+        case FLAG_BOOL: break;
+        }
+        if (errno || end == v || *end) { fprintf(stderr, "sparrow %s: bad value '%s' for %s\n", verb, v, a); return -1; }
+    }
+    return 0;
+}
+
+static void print_help(const char *verb, const char *what, const struct flag *flags) {
+    printf("usage: sparrow %s [flags]\n%s\n\nflags:\n", verb, what);
+    for (const struct flag *p = flags; p->long_name; p++)
+        printf("  %-4s %-22s %s\n", p->short_name ? p->short_name : "", p->long_name, p->help);
+}
+
+/* --- run ----------------------------------------------------------------- */
+
+struct run_opts {
+    const char *model, *prompt;
+    int n_predict, threads, ctx_size, batch_size;
+    struct sampler_params sp;
+    unsigned long long seed;
+    struct str_list stops;
+    bool no_echo;
+};
+
+/* Feed tokens [0, n) of one sequence in chunks of at most batch tokens;
+ * logits of the last token land in `logits`. */
+static int prefill(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int n, int pos0,
+                   float *logits, struct sp_err *err) {
+    const int B = fwd_max_tokens(f);
+    int32_t pos[B], seq[B];
+    bool want[B];
+    for (int i = 0; i < n; i += B) {
+        int c = n - i < B ? n - i : B;
+        for (int j = 0; j < c; j++) { pos[j] = pos0 + i + j; seq[j] = 0; want[j] = (i + j == n - 1); }
+        struct fwd_batch b = { c, tokens + i, pos, seq, want };
+        int rc = fwd_run(f, kv, &b, logits, err);
+        if (rc != SP_OK) return rc;
+    }
+    return SP_OK;
+}
+
+static int cmd_run(int argc, char **argv) {
+    struct run_opts o = { .n_predict = 128, .threads = 2, .ctx_size = 0, .batch_size = 512,
+                          .sp = sampler_default_params(), .seed = 0xFFFFFFFFull };
+    const struct flag flags[] = {
+        { "-m", "--model", FLAG_STR, &o.model, "GGUF model file (required)" },
+        { "-p", "--prompt", FLAG_STR, &o.prompt, "prompt text (required)" },
+        { "-n", "--n-predict", FLAG_INT, &o.n_predict, "tokens to generate (default 128; -1: until EOS or context end)" },
+        { "-t", "--threads", FLAG_INT, &o.threads, "worker threads (default 2)" },
+        { "-c", "--ctx-size", FLAG_INT, &o.ctx_size, "context size (default: the model's)" },
+        { "-b", "--batch-size", FLAG_INT, &o.batch_size, "prompt tokens per forward pass (default 512)" },
+        { NULL, "--temp", FLAG_FLOAT, &o.sp.temperature, "temperature; 0 = greedy (default 0.8)" },
+        { NULL, "--top-k", FLAG_INT, &o.sp.top_k, "top-k, 0 = off (default 40)" },
+        { NULL, "--top-p", FLAG_FLOAT, &o.sp.top_p, "top-p, 1 = off (default 0.95)" },
+        { NULL, "--min-p", FLAG_FLOAT, &o.sp.min_p, "min-p, 0 = off (default 0.05)" },
+        { NULL, "--repeat-penalty", FLAG_FLOAT, &o.sp.repeat_penalty, "repetition penalty, 1 = off (default 1)" },
+        { NULL, "--repeat-last-n", FLAG_INT, &o.sp.penalty_last_n, "tokens the penalties look back over (default 64)" },
+        { NULL, "--frequency-penalty", FLAG_FLOAT, &o.sp.frequency_penalty, "frequency penalty (default 0)" },
+        { NULL, "--presence-penalty", FLAG_FLOAT, &o.sp.presence_penalty, "presence penalty (default 0)" },
+        { "-s", "--seed", FLAG_U64, &o.seed, "sampling seed (default: random)" },
+        { NULL, "--stop", FLAG_LIST, &o.stops, "stop string (repeatable, up to 8)" },
+        { NULL, "--no-echo", FLAG_BOOL, &o.no_echo, "do not print the prompt first" },
+        { NULL, NULL, 0, NULL, NULL },
+    };
+    int pr = parse_flags("run", flags, argc, argv);
+    if (pr > 0) { print_help("run", "Generate text for one prompt; tokens are printed as they come.", flags); return 0; }
+    if (pr < 0) return 2;
+    if (!o.model || !o.prompt) { fprintf(stderr, "sparrow run: -m MODEL and -p PROMPT are required\n"); return 2; }
+    o.sp.seed = o.seed == 0xFFFFFFFFull ? (uint64_t)time(NULL) : o.seed;
+
+    struct sp_err err = {0};
+    int status = 1;
+    struct model *m = NULL;
+    struct tokenizer *tok = NULL;
+    struct kv_cache *kv = NULL;
+    struct fwd *f = NULL;
+    struct sampler *smp = NULL;
+    int32_t *tokens = NULL;
+    float *logits = NULL;
+    char *text = NULL;
+
+    if (!(m = model_load(o.model, &err)) || !(tok = tok_create(model_gguf(m), &err))) goto fail;
+    const struct model_shape *s = model_shape(m);
+    const int n_ctx = o.ctx_size > 0 ? o.ctx_size : s->n_ctx_train;
+    if (o.batch_size < 1) { sp_fail(&err, SP_EINVAL, "--batch-size must be >= 1"); goto fail; }
+    tokens = malloc((size_t)n_ctx * sizeof(*tokens));
+    logits = malloc((size_t)s->n_vocab * sizeof(*logits));
+    if (!tokens || !logits) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
+    int n_prompt = tok_encode(tok, o.prompt, strlen(o.prompt), tok_add_bos(tok), tokens, n_ctx, &err);
+    if (n_prompt < 0) goto fail;
+    if (n_prompt >= n_ctx || n_prompt == 0) {
+        sp_fail(&err, SP_ERANGE, "prompt is %d tokens, context is %d", n_prompt, n_ctx);
+        goto fail;
+    }
+    if (!(kv = kv_create(s, 1, n_ctx, 16, &err)) ||
+        !(f = fwd_create(m, o.batch_size < n_prompt ? o.batch_size : n_prompt, n_ctx, o.threads, &err)) ||
+        !(smp = sampler_create(&o.sp, s->n_vocab, &err)))
+        goto fail;
+    for (int i = 0; i < n_prompt; i++) sampler_accept(smp, tokens[i]);
+
+    if (!o.no_echo) { fputs(o.prompt, stdout); fflush(stdout); }
+    double t0 = now_s();
+    if (prefill(f, kv, tokens, n_prompt, 0, logits, &err) != SP_OK) goto fail;
+    double t1 = now_s();
+
+    /* Generated text is kept whole for stop strings; what is final is printed. */
+    const int max_gen = o.n_predict < 0 ? n_ctx - n_prompt : o.n_predict;
+    size_t text_len = 0, text_cap = 256, printed = 0;
+    if (!(text = malloc(text_cap))) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
+    int n_gen = 0;
+    bool stopped = false;
+    for (int pos = n_prompt; n_gen < max_gen && pos < n_ctx && !stopped; pos++) {
+        int32_t id = sampler_sample(smp, logits);
+        n_gen++;
+        if (tok_is_eog(tok, id)) break;
+        sampler_accept(smp, id);
+        size_t plen;
+        const char *piece = tok_piece(tok, id, &plen);
+        if (text_len + plen + 1 > text_cap) {
+            while (text_len + plen + 1 > text_cap) text_cap *= 2;
+            char *nt = realloc(text, text_cap);
+            if (!nt) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
+            text = nt;
+        }
+        memcpy(text + text_len, piece, plen);
+        text_len += plen;
+        size_t final = stop_scan(text, text_len, o.stops.v, o.stops.n, &stopped);
+        if (final > printed) { fwrite(text + printed, 1, final - printed, stdout); fflush(stdout); printed = final; }
+        if (stopped || n_gen == max_gen || pos + 1 == n_ctx) break;
+        tokens[pos] = id;
+        if (prefill(f, kv, &tokens[pos], 1, pos, logits, &err) != SP_OK) goto fail;
+    }
+    if (!stopped && printed < text_len) fwrite(text + printed, 1, text_len - printed, stdout);
+    fputc('\n', stdout);
+    double t2 = now_s();
+    fprintf(stderr, "sparrow run: %s; prompt %d tokens in %.1f ms (%.1f t/s), generated %d tokens in %.1f ms (%.1f t/s)\n",
+            model_desc(m), n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3,
+            n_gen > 0 ? n_gen / (t2 - t1) : 0.0);
+    status = 0;
+    goto out;
+fail:
+    fprintf(stderr, "sparrow run: %s\n", err.msg);
+out:
+    free(text);
+    free(logits);
+    free(tokens);
+    sampler_free(smp);
+    fwd_free(f);
+    kv_free(kv);
+    tok_free(tok);
+    model_free(m);
+    return status;
+}
+
+/* --- bench --------------------------------------------------------------- */
+
+struct int_list { int v[16]; int n; };
+
+static int parse_int_list(const char *s, struct int_list *l) {
+    l->n = 0;
+    while (*s) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x < 0 || x > 1 << 20 || l->n == 16) return -1;
+        l->v[l->n++] = (int)x;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return 0;
+}
+
+/* Seconds for one run of test (n_prompt tokens in one batch, or n_gen single-token steps). */
+static int bench_once(struct fwd *f, struct kv_cache *kv, int n_prompt, int n_gen, int n_vocab,
+                      float *logits, int32_t *tokens, double *secs, struct sp_err *err) {
+    for (int i = 0; i < n_prompt + n_gen; i++) tokens[i] = (int32_t)((i * 7919u + 13u) % (unsigned)n_vocab);
+    double t0 = now_s();
+    int rc = SP_OK;
+    if (n_prompt > 0) rc = prefill(f, kv, tokens, n_prompt, 0, logits, err);
+    for (int i = 0; i < n_gen && rc == SP_OK; i++) rc = prefill(f, kv, &tokens[i], 1, i, logits, err);
+    *secs = now_s() - t0;
+    return rc;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *p_list = "128,512", *n_list = "128";
+    int threads = 2, reps = 5;
+    bool json = false;
+    const struct flag flags[] = {
+        { "-m", "--model", FLAG_STR, &model, "GGUF model file (required)" },
+        { "-p", "--n-prompt", FLAG_STR, &p_list, "prompt sizes, comma-separated (default 128,512)" },
+        { "-n", "--n-gen", FLAG_STR, &n_list, "generation lengths, comma-separated (default 128)" },
+        { "-t", "--threads", FLAG_INT, &threads, "worker threads (default 2)" },
+        { "-r", "--repetitions", FLAG_INT, &reps, "repetitions per test (default 5)" },
+        { NULL, "--json", FLAG_BOOL, &json, "one JSON object per test on stdout" },
+        { NULL, NULL, 0, NULL, NULL },
+    };
+    int pr = parse_flags("bench", flags, argc, argv);
+    if (pr > 0) { print_help("bench", "Prompt processing (ppN: N tokens in one batch) and generation (tgN: N tokens one by one)\nspeed in tokens/s, mean and stddev over repetitions, like llama-bench.", flags); return 0; }
+    if (pr < 0) return 2;
+    struct int_list pl, nl;
+    if (!model) { fprintf(stderr, "sparrow bench: -m MODEL is required\n"); return 2; }
+    if (parse_int_list(p_list, &pl) || parse_int_list(n_list, &nl) || reps < 1) {
+        fprintf(stderr, "sparrow bench: bad -p/-n list or -r\n");
+        return 2;
+    }
+    int max_p = 1, max_n = 0;
+    for (int i = 0; i < pl.n; i++) if (pl.v[i] > max_p) max_p = pl.v[i];
+    for (int i = 0; i < nl.n; i++) if (nl.v[i] > max_n) max_n = nl.v[i];
+
+    struct sp_err err = {0};
+    int status = 1;
+    struct model *m = model_load(model, &err);
+    struct kv_cache *kv = NULL;
+    struct fwd *f = NULL;
+    float *logits = NULL;
+    int32_t *tokens = NULL;
+    if (!m) goto fail;
+    const struct model_shape *s = model_shape(m);
+    const int n_ctx = max_p + max_n + 1;
+    logits = malloc((size_t)s->n_vocab * sizeof(float));
+    tokens = malloc((size_t)n_ctx * sizeof(int32_t));
+    if (!logits || !tokens) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
+    if (!(kv = kv_create(s, 1, n_ctx, 16, &err)) || !(f = fwd_create(m, max_p, n_ctx, threads, &err))) goto fail;
+    double warm;
+    if (bench_once(f, kv, 0, 1, s->n_vocab, logits, tokens, &warm, &err) != SP_OK) goto fail;
+    if (!json) printf("| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n");
+    for (int phase = 0; phase < 2; phase++) {
+        const struct int_list *l = phase == 0 ? &pl : &nl;
+        for (int i = 0; i < l->n; i++) {
+            const int n = l->v[i];
+            if (n == 0) continue;
+            double sum = 0, sum2 = 0;
+            for (int r = 0; r < reps; r++) {
+                double secs;
+                if (bench_once(f, kv, phase == 0 ? n : 0, phase == 0 ? 0 : n, s->n_vocab, logits, tokens,
+                               &secs, &err) != SP_OK)
+                    goto fail;
+                const double tps = n / secs;
+                sum += tps;
+                sum2 += tps * tps;
+            }
+            const double mean = sum / reps;
+            const double sd = reps > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / reps) / (reps - 1))) : 0.0;
+            const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+            if (json)
+                printf("{\"model\":\"%s\",\"test\":\"%s%d\",\"threads\":%d,\"reps\":%d,\"tps_mean\":%.2f,\"tps_sd\":%.2f}\n",
+                       base, phase == 0 ? "pp" : "tg", n, threads, reps, mean, sd);
+            else
+                printf("| %s | %.2f | %d | %s%d | %.1f ± %.1f |\n", base, model_weight_bytes(m) / 1048576.0,
+                       threads, phase == 0 ? "pp" : "tg", n, mean, sd);
+            fflush(stdout);
+        }
+    }
+    status = 0;
+    goto out;
+fail:
+    fprintf(stderr, "sparrow bench: %s\n", err.msg);
+out:
+    free(tokens);
+    free(logits);
+    fwd_free(f);
+    kv_free(kv);
+    model_free(m);
+    return status;
+}
+
+/* --- dispatch ------------------------------------------------------------ */
+
+static const struct verb {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} verbs[] = {
+    { "run", cmd_run, "generate text for one prompt" },
+    { "bench", cmd_bench, "measure prompt and generation speed" },
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: sparrow VERB [flags]   (sparrow VERB --help for its flags)\n\nverbs:\n");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
+    if (!strcmp(argv[1], "--version")) { printf("sparrow %s\n", SPARROW_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "sparrow: unknown verb '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
