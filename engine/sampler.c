@@ -157,13 +157,19 @@ static int32_t apply_top_k(struct cand *c, int32_t n, int32_t k, bool *sorted) {
 
 /* Fill c[].p with softmax(c[].logit). Subtracting the max keeps expf() in
  * range; a row that is all -inf (everything masked) gets a uniform p rather
- * than NaN. */
+ * than NaN. The draw normalises again, so p need only be proportional. */
 static void cand_softmax(struct cand *c, int32_t n) {
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++)
         if (c[i].logit > max) max = c[i].logit;
     if (max == -INFINITY) {
         for (int32_t i = 0; i < n; i++) c[i].p = 1.0f / (float)n;
+        return;
+    }
+    /* A +inf logit (a model overflow) would make inf - inf = NaN: the +inf
+     * ones share all the mass, which is the limit of the softmax. */
+    if (max == INFINITY) {
+        for (int32_t i = 0; i < n; i++) c[i].p = c[i].logit == INFINITY ? 1.0f : 0.0f;
         return;
     }
     double sum = 0.0;
@@ -250,8 +256,15 @@ static int32_t apply_min_p(struct cand *c, int32_t n, float min_p) {
     return kept;
 }
 
+/* Divide by the temperature after shifting the max to 0: the softmax does not
+ * change, and a tiny temperature then sends logits towards -inf instead of
+ * overflowing several of them to +inf, where they would tie. */
 static void apply_temperature(struct cand *c, int32_t n, float temp) {
-    for (int32_t i = 0; i < n; i++) c[i].logit /= temp;
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (c[i].logit > max) max = c[i].logit;
+    if (!isfinite(max)) max = 0.0f;   /* all masked, or a model's +inf: leave as is */
+    for (int32_t i = 0; i < n; i++) c[i].logit = (c[i].logit - max) / temp;
 }
 
 /* Inverse-CDF draw: walk the cumulative probabilities until they pass u.

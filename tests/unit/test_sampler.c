@@ -493,6 +493,16 @@ static void test_temperature_sharpens(void) {
     }
     CHECK(top[0] > top[1] + 0.1);   /* ~0.83 vs ~0.61 vs ~0.40 */
     CHECK(top[1] > top[2] + 0.1);
+
+    /* A tiny positive temperature overflows logits / T to +inf; that must
+     * still pick the max, not NaN its way to some other token. */
+    struct sampler_params p = params_off(1e-39f);
+    struct sampler *s = make(&p, 4);
+    if (!s) { CHECK(0); return; }
+    int bad = 0;
+    for (int i = 0; i < 100; i++) bad += sampler_sample(s, l) != 1;
+    CHECK_EQ(bad, 0);
+    sampler_free(s);
 }
 
 static void test_logits_unchanged(void) {
@@ -541,6 +551,12 @@ static void test_degenerate_logits(void) {
     s = make(&p, 3);
     if (!s) { CHECK(0); return; }
     for (int i = 0; i < 50; i++) CHECK_EQ(sampler_sample(s, one), 1);
+    /* +inf logits (an overflowing model) take all the mass between them. */
+    const float pinf[3] = { INFINITY, 1.0f, INFINITY };
+    int hist[3];
+    histogram(s, pinf, 3, 400, hist);
+    CHECK_EQ(hist[1], 0);
+    CHECK(hist[0] > 100 && hist[2] > 100);
     sampler_free(s);
 }
 
