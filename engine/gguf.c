@@ -260,6 +260,13 @@ static int parse(struct gguf *g, struct sp_err *err) {
     return SP_OK;
 }
 
+/* Messages quote names taken from the file (or the path): keep them one line. */
+static void one_line(struct sp_err *err) {
+    if (err)
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 struct gguf *gguf_open(const char *path, struct sp_err *err) {
     struct gguf *g = calloc(1, sizeof(*g));
     if (!g) { sp_fail(err, SP_ENOMEM, "gguf: out of memory"); return NULL; }
@@ -279,11 +286,12 @@ struct gguf *gguf_open(const char *path, struct sp_err *err) {
     if (m == MAP_FAILED) { sp_fail(err, SP_EIO, "gguf: cannot map '%s': %s", path, strerror(errno)); goto out_close; }
     g->base = m;
     close(fd);
-    if (parse(g, err) != SP_OK) { gguf_close(g); return NULL; }
+    if (parse(g, err) != SP_OK) { one_line(err); gguf_close(g); return NULL; }
     return g;
 out_close:
     close(fd);
 out_free:
+    one_line(err);
     free(g);
     return NULL;
 }

@@ -162,6 +162,9 @@ struct model *model_load(const char *path, struct sp_err *err) {
              s->n_head, s->n_head_kv, s->n_ff, s->n_vocab, wq->name);
     return m;
 fail:
+    if (err)    /* names from the file (architecture, rope scaling) stay one line */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     model_free(m);
     return NULL;
 }

@@ -1,28 +1,38 @@
-/* workers.c - see workers.h. One generation counter under a mutex: the caller
- * publishes (fn, ctx, n) and bumps the generation; each worker runs its slice
- * and the last one to finish wakes the caller. Simple and correct first; a
- * spinning barrier is the kernels issue's business. */
+/* workers.c - see workers.h.
+ *
+ * DESIGN: a step runs dozens of parallel loops of a few microseconds each, so
+ * waking threads through a condition variable (tens of microseconds) would
+ * cost more than the work. The caller publishes a job by bumping an atomic
+ * generation; workers spin on it for a while (WORKERS_SPIN iterations, about
+ * a millisecond) and only then sleep on the condition variable, so a busy
+ * engine never sleeps between loops and an idle one burns no CPU. Completion
+ * is an atomic countdown the caller spins on. */
 #include "kernels/workers.h"
 
+#include <immintrin.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
+#define WORKERS_SPIN 20000
+
 struct worker_arg {
     struct workers *pool;
-    int index;              /* 1..n_threads-1; the caller is 0 */
+    int index;                  /* 1..n_threads-1; the caller is 0 */
 };
 
 struct workers {
     int n_threads;
-    pthread_t *threads;     /* [n_threads - 1] */
+    pthread_t *threads;         /* [n_threads - 1] */
     struct worker_arg *args;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    unsigned long generation;
-    int pending;            /* workers still running this generation */
-    bool stop;
-    workers_fn fn;          /* the current job */
+    pthread_mutex_t mu;         /* guards sleeping only */
+    pthread_cond_t wake;
+    atomic_uint generation;     /* bumped once per job */
+    atomic_int pending;         /* workers still running this job */
+    atomic_int sleepers;        /* workers blocked on `wake` */
+    atomic_bool stop;
+    workers_fn fn;              /* the current job, published before generation */
     void *ctx;
     int n;
 };
@@ -34,21 +44,33 @@ static void run_slice(struct workers *w, int t) {
     if (begin < end) w->fn(w->ctx, begin, end, t);
 }
 
+/* Wait until the generation differs from seen (or stop); returns the new one. */
+static unsigned wait_job(struct workers *w, unsigned seen) {
+    for (int i = 0; i < WORKERS_SPIN; i++) {
+        unsigned g = atomic_load_explicit(&w->generation, memory_order_acquire);
+        if (g != seen || atomic_load(&w->stop)) return g;
+        _mm_pause();
+    }
+    pthread_mutex_lock(&w->mu);
+    atomic_fetch_add(&w->sleepers, 1);
+    unsigned g;
+    while ((g = atomic_load(&w->generation)) == seen && !atomic_load(&w->stop))
+        pthread_cond_wait(&w->wake, &w->mu);
+    atomic_fetch_sub(&w->sleepers, 1);
+    pthread_mutex_unlock(&w->mu);
+    return g;
+}
+
 static void *worker_main(void *p) {
     struct worker_arg *a = p;
     struct workers *w = a->pool;
-    unsigned long seen = 0;
-    pthread_mutex_lock(&w->mu);
+    unsigned seen = 0;
     for (;;) {
-        while (!w->stop && w->generation == seen) pthread_cond_wait(&w->wake, &w->mu);
-        if (w->stop) break;
-        seen = w->generation;
-        pthread_mutex_unlock(&w->mu);
+        seen = wait_job(w, seen);
+        if (atomic_load(&w->stop)) break;
         run_slice(w, a->index);
-        pthread_mutex_lock(&w->mu);
-        if (--w->pending == 0) pthread_cond_signal(&w->done);
+        atomic_fetch_sub_explicit(&w->pending, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -65,7 +87,6 @@ struct workers *workers_create(int n_threads, struct sp_err *err) {
     if (!w->threads || !w->args) goto out_free;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
-    pthread_cond_init(&w->done, NULL);
     for (int i = 1; i < n_threads; i++) {
         w->args[i] = (struct worker_arg){ w, i };
         if (pthread_create(&w->threads[i - 1], NULL, worker_main, &w->args[i]) != 0) {
@@ -88,13 +109,12 @@ out_nomem:
 void workers_free(struct workers *w) {
     if (!w) return;
     pthread_mutex_lock(&w->mu);
-    w->stop = true;
+    atomic_store(&w->stop, true);
     pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->mu);
     for (int i = 1; i < w->n_threads; i++) pthread_join(w->threads[i - 1], NULL);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->wake);
-    pthread_cond_destroy(&w->done);
     free(w->threads);
     free(w->args);
     free(w);
@@ -105,16 +125,16 @@ int workers_count(const struct workers *w) { return w->n_threads; }
 void workers_run(struct workers *w, workers_fn fn, void *ctx, int n) {
     if (n <= 0) return;
     if (w->n_threads == 1 || n == 1) { fn(ctx, 0, n, 0); return; }
-    pthread_mutex_lock(&w->mu);
     w->fn = fn;
     w->ctx = ctx;
     w->n = n;
-    w->pending = w->n_threads - 1;
-    w->generation++;
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->mu);
+    atomic_store_explicit(&w->pending, w->n_threads - 1, memory_order_relaxed);
+    atomic_fetch_add(&w->generation, 1);   /* seq_cst: ordered before the sleepers check */
+    if (atomic_load(&w->sleepers) > 0) {
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->wake);
+        pthread_mutex_unlock(&w->mu);
+    }
     run_slice(w, 0);
-    pthread_mutex_lock(&w->mu);
-    while (w->pending > 0) pthread_cond_wait(&w->done, &w->mu);
-    pthread_mutex_unlock(&w->mu);
+    while (atomic_load_explicit(&w->pending, memory_order_acquire) > 0) _mm_pause();
 }
