@@ -42,6 +42,11 @@ static int get_matrix(struct model *m, const char *name, int64_t n_cols, int64_t
     if (!qi->to_float || !qi->vec_dot)
         return sp_fail(err, SP_EUNSUP, "model: tensor '%s' has type %s, which this build cannot compute",
                        name, qi->name ? qi->name : "?");
+    /* general.alignment may legally be 1 or 2; the kernels read f32 as floats
+     * and blocks through structs with 16-bit fields. */
+    size_t align = t->type == QTYPE_F32 ? 4 : 2;
+    if ((uintptr_t)t->data % align != 0)
+        return sp_fail(err, SP_EFORMAT, "model: tensor '%s' is not %zu-byte aligned", name, align);
     *out = (struct qtensor){ t->data, t->type, n_cols, n_rows };
     m->weight_bytes += t->n_bytes;
     return SP_OK;

@@ -335,26 +335,43 @@ struct sampler *sampler_create(const struct sampler_params *p, int32_t n_vocab,
     }
     if (check_params(p, n_vocab, err) != SP_OK) return NULL;
 
+    /* Sized for the largest window, so sampler_reset can take any params
+     * without allocating (the engine reuses one sampler per running slot). */
     struct sampler *s = calloc(1, sizeof(*s));
     if (!s) goto oom;
-    s->par = *p;
     s->n_vocab = n_vocab;
     s->cand = malloc((size_t)n_vocab * sizeof(*s->cand));
-    if (!s->cand) goto oom;
-    if (p->penalty_last_n > 0) {
-        s->ring = malloc((size_t)p->penalty_last_n * sizeof(*s->ring));
-        s->counts = calloc((size_t)n_vocab, sizeof(*s->counts));
-        if (!s->ring || !s->counts) goto oom;
-    }
-    uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    s->ring = malloc((size_t)SAMPLER_MAX_LAST_N * sizeof(*s->ring));
+    s->counts = calloc((size_t)n_vocab, sizeof(*s->counts));
+    if (!s->cand || !s->ring || !s->counts) goto oom;
+    sampler_reset(s, p, NULL);
     return s;
 
 oom:
     sampler_free(s);
-    sp_fail(err, SP_ENOMEM, "sampler: out of memory for n_vocab %d, penalty_last_n %d",
-            (int)n_vocab, (int)p->penalty_last_n);
+    sp_fail(err, SP_ENOMEM, "sampler: out of memory for n_vocab %d", (int)n_vocab);
     return NULL;
+}
+
+int sampler_reset(struct sampler *s, const struct sampler_params *p, struct sp_err *err) {
+    int rc = check_params(p, s->n_vocab, err);
+    if (rc != SP_OK) return rc;
+    /* Undo the window's counts entry by entry: cheaper than clearing n_vocab. */
+    for (int32_t i = 0; i < s->ring_len; i++) s->counts[s->ring[i]]--;
+    s->ring_len = 0;
+    s->ring_head = 0;
+    s->par = *p;
+    uint64_t x = p->seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    return SP_OK;
+}
+
+void sampler_get_rng(const struct sampler *s, uint64_t state[4]) {
+    for (int i = 0; i < 4; i++) state[i] = s->rng[i];
+}
+
+void sampler_set_rng(struct sampler *s, const uint64_t state[4]) {
+    for (int i = 0; i < 4; i++) s->rng[i] = state[i];
 }
 
 void sampler_free(struct sampler *s) {
@@ -368,8 +385,8 @@ void sampler_free(struct sampler *s) {
 void sampler_accept(struct sampler *s, int32_t id) {
     /* An id outside the vocabulary cannot be penalised anyway; dropping it
      * keeps the count table in bounds. */
-    if (!s || !s->counts || id < 0 || id >= s->n_vocab) return;
     const int32_t cap = s->par.penalty_last_n;
+    if (!s || cap == 0 || id < 0 || id >= s->n_vocab) return;
     if (s->ring_len < cap) {
         s->ring[s->ring_len++] = id;
     } else {

@@ -5,7 +5,8 @@
  * lower id), with the penalties still applied.
  *
  * Ownership: the caller owns the sampler; it keeps its own copy of the recent
- * tokens and scratch sized for n_vocab at create time. Thread-safety: one
+ * tokens (up to SAMPLER_MAX_LAST_N) and scratch sized for n_vocab, all
+ * allocated at create time. Thread-safety: one
  * sampler per sequence, used by one thread at a time. */
 #pragma once
 #include <stdbool.h>
@@ -37,6 +38,14 @@ struct sampler_params sampler_default_params(void);
 struct sampler *sampler_create(const struct sampler_params *p, int32_t n_vocab,
                                struct sp_err *err);
 void sampler_free(struct sampler *s);                    /* NULL is fine */
+
+/* Start over with new params (a new request in a reused slot): clears the
+ * penalty window and reseeds. Allocates nothing. SP_EINVAL on bad params. */
+int sampler_reset(struct sampler *s, const struct sampler_params *p, struct sp_err *err);
+
+/* The generator's state, so a preempted sequence resumes the same draws. */
+void sampler_get_rng(const struct sampler *s, uint64_t state[4]);
+void sampler_set_rng(struct sampler *s, const uint64_t state[4]);
 
 /* Record a token that is now part of the context (prompt or generated), for
  * the penalties. */

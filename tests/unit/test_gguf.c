@@ -472,6 +472,10 @@ static void test_open_errors(void) {
     e = (struct sp_err){0};
     CHECK(model_load("/nonexistent/dir/x.gguf", &e) == NULL);
     CHECK_EQ(e.code, SP_EIO);
+    e = (struct sp_err){0};
+    CHECK(gguf_open("/nonexistent/evil\npath", &e) == NULL);  /* the message stays one line */
+    CHECK_EQ(e.code, SP_EIO);
+    CHECK(err_ok(&e));
     CHECK(gguf_open("/nonexistent", NULL) == NULL);    /* a NULL err is fine */
     gguf_close(NULL);
     model_free(NULL);
@@ -679,6 +683,12 @@ static void test_hostile_headers(void) {
     header(&b, 3, UINT64_MAX, 1);
     kv_u32(&b, "a.b", 1);
     EXPECT_FAIL("n_tensors 2^64-1", &b, SP_EFORMAT, "tensors");
+    header(&b, 3, 0, 8);                                    /* 8 keys cannot fit in 100 bytes */
+    for (int i = 0; i < 100; i++) put_u8(&b, 1);
+    EXPECT_FAIL("n_kv 8 in 100 bytes", &b, SP_EFORMAT, "8 metadata entries cannot fit");
+    header(&b, 3, 4, 0);                                    /* 4 tensor infos cannot fit in 128 */
+    for (int i = 0; i < 128; i++) put_u8(&b, 1);
+    EXPECT_FAIL("n_tensors 4 in 128 bytes", &b, SP_EFORMAT, "4 tensors cannot fit");
     header(&b, 3, 0, 2);
     kv_u32(&b, "a.b", 1);
     put_u64(&b, 100); put(&b, "a.c", 3);
@@ -1008,14 +1018,14 @@ static void test_crafted_empty(void) {
 
 /* ------------------------------------------------------------ 5. model_load */
 
-struct tspec { char name[48]; uint32_t n_dims; uint64_t ne[4]; uint32_t type; bool skip; };
+struct tspec { char name[48]; uint32_t n_dims; uint64_t ne[4]; uint32_t type; bool skip; uint32_t shift; };
 
-enum { M_EMBD = 32, M_FF = 64, M_VOCAB = 40, M_HEAD = 4, M_HEAD_KV = 2 };
+enum { M_EMBD = 256, M_FF = 64, M_VOCAB = 40, M_HEAD = 4, M_HEAD_KV = 2 };   /* 256: a K-quant block */
 
 static int llama_specs(struct tspec *ts, bool with_output) {
     int n = 0;
-#define T2(nm, a, b_) (ts[n++] = (struct tspec){nm, 2, {a, b_, 1, 1}, QTYPE_F32, false})
-#define T1(nm, a) (ts[n++] = (struct tspec){nm, 1, {a, 1, 1, 1}, QTYPE_F32, false})
+#define T2(nm, a, b_) (ts[n++] = (struct tspec){nm, 2, {a, b_, 1, 1}, QTYPE_F32, false, 0})
+#define T1(nm, a) (ts[n++] = (struct tspec){nm, 1, {a, 1, 1, 1}, QTYPE_F32, false, 0})
     const int kv = M_EMBD / M_HEAD * M_HEAD_KV;
     T2("token_embd.weight", M_EMBD, M_VOCAB);
     T1("output_norm.weight", M_EMBD);
@@ -1041,11 +1051,24 @@ static struct tspec *spec(struct tspec *ts, int n, const char *name) {
     exit(2);
 }
 
-/* A one-layer llama: keys, tensor infos, 32-aligned data. */
-static void write_llama(struct buf *b, const struct tspec *ts, int n, const char *arch) {
+/* A one-layer llama: keys, tensor infos, data. With align != 0 the file
+ * carries general.alignment = align and the header is padded (through a
+ * general.name of the right length) to end on a multiple of 32, so every
+ * tensor sits at a multiple of 32 plus its `shift`. */
+static void write_llama_a(struct buf *b, const struct tspec *ts, int n, const char *arch, uint32_t align) {
     int nt = 0;
     for (int i = 0; i < n; i++) nt += !ts[i].skip;
-    header(b, 3, (uint64_t)nt, 9);
+    struct buf infos = {0};
+    uint64_t off = 0, sizes[32];
+    for (int i = 0; i < n; i++) {
+        if (ts[i].skip) continue;
+        uint64_t bytes = qtype_row_bytes(ts[i].type, (int64_t)ts[i].ne[0]);
+        for (int d = 1; d < 4; d++) bytes *= ts[i].ne[d];
+        sizes[i] = bytes;
+        tinfo(&infos, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, off + ts[i].shift);
+        off += (ts[i].shift + bytes + 31) / 32 * 32;
+    }
+    header(b, 3, (uint64_t)nt, align ? 11 : 9);
     kv_str(b, "general.architecture", arch);
     kv_u32(b, "llama.context_length", 128);
     kv_u32(b, "llama.embedding_length", M_EMBD);
@@ -1055,24 +1078,31 @@ static void write_llama(struct buf *b, const struct tspec *ts, int n, const char
     kv_u32(b, "llama.attention.head_count_kv", M_HEAD_KV);
     kv_f32(b, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
     kv_f32(b, "llama.rope.freq_base", 500000.0f);
-    uint64_t off = 0, sizes[32];
-    for (int i = 0; i < n; i++) {
-        if (ts[i].skip) continue;
-        uint64_t bytes = qtype_row_bytes(ts[i].type, (int64_t)ts[i].ne[0]);
-        for (int d = 1; d < 4; d++) bytes *= ts[i].ne[d];
-        sizes[i] = bytes;
-        tinfo(b, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, off);
-        off += (bytes + 31) / 32 * 32;
+    if (align) {
+        kv_u32(b, "general.alignment", align);
+        size_t fixed = b->n + 8 + strlen("general.name") + 4 + 8 + infos.n;
+        size_t pad = (32 - fixed % 32) % 32;
+        char name[40] = "tiny-llama-padding-xxxxxxxxxxxxxxxxxxx";
+        name[pad] = '\0';
+        kv_str(b, "general.name", name);
     }
+    put(b, infos.p, infos.n);
+    buf_free(&infos);
+    CHECK(!align || b->n % 32 == 0);
     pad_to(b, 32);
     for (int i = 0; i < n; i++) {
         if (ts[i].skip) continue;
+        for (uint32_t k = 0; k < ts[i].shift; k++) put_u8(b, 0);
         for (uint64_t k = 0; k < sizes[i]; k++) {
             float v = 0.01f * (float)(k / 4 % 97);
             put_u8(b, ((const uint8_t *)&v)[k % 4]);
         }
         pad_to(b, 32);
     }
+}
+
+static void write_llama(struct buf *b, const struct tspec *ts, int n, const char *arch) {
+    write_llama_a(b, ts, n, arch, 0);
 }
 
 static void test_model_crafted(void) {
@@ -1099,7 +1129,7 @@ static void test_model_crafted(void) {
         CHECK_EQ(s->n_ctx_train, 128);
         CHECK_NEAR(s->rms_eps, 1e-6, 1e-12);
         CHECK_NEAR(s->rope_freq_base, 500000.0, 0);
-        CHECK_STR(model_desc(m), "llama 1L 32d 4h/2kv ff64 vocab40 (f32)");
+        CHECK_STR(model_desc(m), "llama 1L 256d 4h/2kv ff64 vocab40 (f32)");
         CHECK(model_output(m)->data != model_tok_embd(m)->data);
         model_free(m);
     }
@@ -1139,8 +1169,8 @@ static void test_model_crafted(void) {
     m = load_buf(&b, &e);
     CHECK(m == NULL);
     CHECK_EQ(e.code, SP_EFORMAT);
-    CHECK(err_ok(&e) && contains(e.msg, "blk.0.attn_v.weight") && contains(e.msg, "32 x 32") &&
-          contains(e.msg, "expected 32 x 16"));
+    CHECK(err_ok(&e) && contains(e.msg, "blk.0.attn_v.weight") && contains(e.msg, "256 x 256") &&
+          contains(e.msg, "expected 256 x 128"));
     buf_free(&b);
     n = llama_specs(ts, true);
     spec(ts, n, "blk.0.ffn_down.weight")->ne[0] = M_EMBD;        /* transposed */
@@ -1152,7 +1182,7 @@ static void test_model_crafted(void) {
     CHECK(err_ok(&e) && contains(e.msg, "blk.0.ffn_down.weight"));
     buf_free(&b);
     n = llama_specs(ts, true);
-    { struct tspec *t = spec(ts, n, "blk.0.attn_q.weight"); t->n_dims = 3; t->ne[1] = 16; t->ne[2] = 2; }
+    { struct tspec *t = spec(ts, n, "blk.0.attn_q.weight"); t->n_dims = 3; t->ne[2] = 2; }   /* 256 x 256 x 2 */
     write_llama(&b, ts, n, "llama");
     e = (struct sp_err){0};
     m = load_buf(&b, &e);
@@ -1190,6 +1220,8 @@ static void test_model_crafted(void) {
         {"blk.0.ffn_gate.weight", QTYPE_Q5_1, "q5_1"},
         {"token_embd.weight", QTYPE_Q8_1, "q8_1"},
         {"blk.0.attn_output.weight", 20, "iq4_nl"},
+        {"blk.0.attn_q.weight", QTYPE_Q8_K, "q8_K"},          /* to_float but no vec_dot */
+        {"blk.0.attn_k.weight", QTYPE_Q2_K, "q2_K"},
     };
     for (size_t i = 0; i < sizeof unsup / sizeof unsup[0]; i++) {
         n = llama_specs(ts, true);
@@ -1211,6 +1243,8 @@ static void test_model_crafted(void) {
     spec(ts, n, "blk.0.attn_v.weight")->type = QTYPE_Q5_0;
     spec(ts, n, "blk.0.ffn_up.weight")->type = QTYPE_F16;
     spec(ts, n, "blk.0.ffn_down.weight")->type = QTYPE_BF16;
+    spec(ts, n, "blk.0.ffn_gate.weight")->type = QTYPE_Q4_K;
+    spec(ts, n, "blk.0.attn_output.weight")->type = QTYPE_Q6_K;
     write_llama(&b, ts, n, "llama");
     e = (struct sp_err){0};
     m = load_buf(&b, &e);
@@ -1218,6 +1252,46 @@ static void test_model_crafted(void) {
     if (!m) fprintf(stderr, "    %s\n", e.msg);
     if (m) { CHECK(contains(model_desc(m), "(q8_0)")); model_free(m); }
     buf_free(&b);
+
+    /* general.alignment 1 or 2 is legal GGUF, but the kernels read f32 weights
+     * as floats and quantized blocks through structs with 16-bit fields. */
+    static const struct { uint32_t align, shift, type; const char *tensor; bool ok; } al[] = {
+        {1, 0, QTYPE_F32, "blk.0.attn_q.weight", true},
+        {1, 1, QTYPE_F32, "blk.0.attn_q.weight", false},
+        {2, 2, QTYPE_F32, "blk.0.attn_q.weight", false},
+        {4, 4, QTYPE_F32, "blk.0.attn_q.weight", true},
+        {2, 2, QTYPE_F32, "token_embd.weight", false},
+        {2, 2, QTYPE_F16, "blk.0.ffn_up.weight", true},
+        {1, 1, QTYPE_F16, "blk.0.ffn_up.weight", false},
+        {1, 1, QTYPE_BF16, "output.weight", false},
+        {1, 1, QTYPE_Q8_0, "blk.0.attn_k.weight", false},
+        {2, 2, QTYPE_Q8_0, "blk.0.attn_k.weight", true},
+        {1, 3, QTYPE_Q4_K, "blk.0.attn_v.weight", false},
+        {2, 2, QTYPE_F32, "blk.0.ffn_norm.weight", false},
+    };
+    for (size_t i = 0; i < sizeof al / sizeof al[0]; i++) {
+        n = llama_specs(ts, true);
+        struct tspec *t = spec(ts, n, al[i].tensor);
+        t->type = al[i].type;
+        t->shift = al[i].shift;
+        write_llama_a(&b, ts, n, "llama", al[i].align);
+        e = (struct sp_err){0};
+        struct gguf *g = open_buf(&b, &e);
+        CHECK(g != NULL);                      /* the GGUF itself is fine */
+        if (g) {
+            CHECK_EQ((uintptr_t)gguf_find_tensor(g, al[i].tensor)->data % 32, al[i].shift);
+            gguf_close(g);
+        }
+        m = load_buf(&b, &e);
+        CHECK_EQ(m != NULL, al[i].ok);
+        if (!al[i].ok) {
+            CHECK_EQ(e.code, SP_EFORMAT);
+            CHECK(err_ok(&e) && contains(e.msg, al[i].tensor) && contains(e.msg, "aligned"));
+        }
+        if ((m != NULL) != al[i].ok) fprintf(stderr, "    alignment case %zu: %s\n", i, m ? "loaded" : e.msg);
+        model_free(m);
+        buf_free(&b);
+    }
 
     /* another architecture */
     n = llama_specs(ts, true);
