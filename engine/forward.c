@@ -140,6 +140,9 @@ static int check_batch(const struct fwd *f, const struct kv_cache *kv, const str
         if (b->seq[t] < 0 || b->seq[t] >= kv_n_seq(kv))
             return sp_fail(err, SP_EINVAL, "forward: token %d in sequence slot %d (%d slots)",
                            t, b->seq[t], kv_n_seq(kv));
+        if (b->pos[t] >= kv_seq_capacity(kv, b->seq[t]))
+            return sp_fail(err, SP_ERANGE, "forward: token %d at position %d, slot %d has room for %d",
+                           t, b->pos[t], b->seq[t], kv_seq_capacity(kv, b->seq[t]));
     }
     return SP_OK;
 }

@@ -88,6 +88,19 @@ static void print_help(const char *verb, const char *what, const struct flag *fl
 
 /* --- run ----------------------------------------------------------------- */
 
+/* A KV cache with one slot whose whole context is reserved up front. */
+static struct kv_cache *one_sequence_cache(const struct model_shape *s, int n_ctx, struct sp_err *err) {
+    const int block_size = 16;
+    struct kv_config cfg = { block_size, (n_ctx + block_size - 1) / block_size, 1, n_ctx };
+    struct kv_cache *kv = kv_create(s, &cfg, err);
+    if (kv && kv_seq_reserve(kv, 0, n_ctx) != SP_OK) {
+        kv_free(kv);
+        sp_fail(err, SP_ENOMEM, "cannot reserve %d tokens of KV cache", n_ctx);
+        return NULL;
+    }
+    return kv;
+}
+
 struct run_opts {
     const char *model, *prompt;
     int n_predict, threads, ctx_size, batch_size;
@@ -167,7 +180,7 @@ static int cmd_run(int argc, char **argv) {
         sp_fail(&err, SP_ERANGE, "prompt is %d tokens, context is %d", n_prompt, n_ctx);
         goto fail;
     }
-    if (!(kv = kv_create(s, 1, n_ctx, 16, &err)) ||
+    if (!(kv = one_sequence_cache(s, n_ctx, &err)) ||
         !(f = fwd_create(m, o.batch_size < n_prompt ? o.batch_size : n_prompt, n_ctx, o.threads, &err)) ||
         !(smp = sampler_create(&o.sp, s->n_vocab, &err)))
         goto fail;
@@ -295,7 +308,7 @@ static int cmd_bench(int argc, char **argv) {
     logits = malloc((size_t)s->n_vocab * sizeof(float));
     tokens = malloc((size_t)n_ctx * sizeof(int32_t));
     if (!logits || !tokens) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
-    if (!(kv = kv_create(s, 1, n_ctx, 16, &err)) || !(f = fwd_create(m, max_p, n_ctx, threads, &err))) goto fail;
+    if (!(kv = one_sequence_cache(s, n_ctx, &err)) || !(f = fwd_create(m, max_p, n_ctx, threads, &err))) goto fail;
     double warm;
     if (bench_once(f, kv, 0, 1, s->n_vocab, logits, tokens, &warm, &err) != SP_OK) goto fail;
     if (!json) printf("| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n");

@@ -34,12 +34,16 @@ static inline const char *rig_model_path(const char *file) {
     return path;
 }
 
+/* Every one of n_seq slots gets its whole n_ctx reserved: tests that do not
+ * exercise the pool itself address positions freely. */
 static inline bool rig_open(struct rig *r, const char *model_file, int n_seq, int n_ctx, int max_tokens) {
     struct sp_err err = {0};
     *r = (struct rig){0};
-    if (!(r->m = model_load(rig_model_path(model_file), &err)) || !(r->tok = tok_create(model_gguf(r->m), &err)) ||
-        !(r->kv = kv_create(model_shape(r->m), n_seq, n_ctx, 16, &err)) ||
-        !(r->f = fwd_create(r->m, max_tokens, n_ctx, 2, &err))) {
+    struct kv_config cfg = { 16, (int64_t)n_seq * ((n_ctx + 15) / 16), n_seq, n_ctx };
+    bool ok = (r->m = model_load(rig_model_path(model_file), &err)) && (r->tok = tok_create(model_gguf(r->m), &err)) &&
+              (r->kv = kv_create(model_shape(r->m), &cfg, &err)) && (r->f = fwd_create(r->m, max_tokens, n_ctx, 2, &err));
+    for (int s = 0; ok && s < n_seq; s++) ok = kv_seq_reserve(r->kv, s, n_ctx) == SP_OK;
+    if (!ok) {
         fprintf(stderr, "  rig_open(%s): %s\n", model_file, err.msg);
         rig_close(r);
         return false;
