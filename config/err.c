@@ -24,6 +24,7 @@ const char *sp_code_name(int code) {
     case SP_EUNSUP: return "EUNSUP";
     case SP_EFULL: return "EFULL";
     case SP_ERANGE: return "ERANGE";
+    case SP_ESHUTDOWN: return "ESHUTDOWN";
     }
     return "E?";
 }

@@ -14,6 +14,7 @@ enum {
     SP_EUNSUP = -5,   /* valid but not supported by this build */
     SP_EFULL = -6,    /* a bounded resource (KV pool, queue) is full */
     SP_ERANGE = -7,   /* a value out of its allowed range (context, ids) */
+    SP_ESHUTDOWN = -8,/* refused because the server is draining */
 };
 
 struct sp_err {

@@ -42,7 +42,7 @@ struct kv_cache {
     int32_t *slots;         /* index: [n_slots] block id or NIL */
     uint64_t slot_mask;
     uint64_t next_uid;
-    int64_t hit_tokens, evictions;
+    int64_t evictions;
 };
 
 size_t kv_block_bytes(const struct model_shape *s, int block_size) {
@@ -200,7 +200,7 @@ int kv_block_size(const struct kv_cache *kv) { return kv->block_size; }
 int kv_seq_capacity(const struct kv_cache *kv, int seq) { return kv->n_table[seq] * kv->block_size; }
 
 struct kv_stats kv_get_stats(const struct kv_cache *kv) {
-    return (struct kv_stats){ kv->n_blocks, kv->n_used, kv->n_cached, kv->hit_tokens, kv->evictions };
+    return (struct kv_stats){ kv->n_blocks, kv->n_used, kv->n_cached, kv->evictions };
 }
 
 /* --- sequences ------------------------------------------------------------ */
@@ -255,7 +255,6 @@ int kv_seq_attach_prefix(struct kv_cache *kv, int seq, const int32_t *tokens, in
     kv->n_table[seq] = i;
     kv->n_chained[seq] = i;
     kv->chain_uid[seq] = uid;
-    kv->hit_tokens += (int64_t)i * bs;
     return i * bs;
 }
 

@@ -37,7 +37,6 @@ struct kv_stats {
     int64_t blocks_total;
     int64_t blocks_used;    /* referenced by a sequence */
     int64_t blocks_cached;  /* unreferenced, kept for prefix reuse */
-    int64_t hit_tokens;     /* prompt tokens served from the index, total */
     int64_t evictions;      /* cached blocks dropped to make room, total */
 };
 
@@ -56,7 +55,8 @@ struct kv_stats kv_get_stats(const struct kv_cache *kv);
 
 /* Attach the longest cached prefix of tokens[0, n) to the empty slot seq and
  * return its length in tokens (a multiple of the block size, at most n - 1 so
- * the last token is always computed and yields logits). */
+ * the last token is always computed and yields logits). Undo with
+ * kv_seq_release if the caller then decides not to run the sequence. */
 int kv_seq_attach_prefix(struct kv_cache *kv, int seq, const int32_t *tokens, int n);
 
 /* Make room for positions [0, n_tokens) of seq, taking free blocks or evicting
