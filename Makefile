@@ -13,7 +13,7 @@ CC ?= cc
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -march=native -g -pthread -I. $(WARN) \
                $(shell pkg-config --cflags jansson 2>/dev/null)
-LDLIBS := -lopenblas -ljansson -lm -pthread
+LDLIBS := -lopenblas -ljansson -lmicrohttpd $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd) -lm -pthread
 
 ifeq ($(SAN),1)
 BUILD := build/asan

@@ -195,6 +195,8 @@ void sched_get_stats(struct sched *s, struct sched_stats *out) {
     out->queued = queue_len(s->q);
 }
 
+struct queue *sched_queue(struct sched *s) { return s->q; }
+
 /* --- slots ------------------------------------------------------------------ */
 
 static int prefix_len(void *ctx, const int32_t *tokens, int n) {

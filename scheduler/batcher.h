@@ -70,5 +70,7 @@ void sched_drain(struct sched *s);
 bool sched_idle(struct sched *s);   /* nothing queued or running; any thread */
 
 void sched_get_stats(struct sched *s, struct sched_stats *out);
+/* The admission queue, for per-client gauges (queue_clients is thread-safe). */
+struct queue *sched_queue(struct sched *s);
 /* Invariants of the pool and the slots (tests). */
 int sched_check(struct sched *s, struct sp_err *err);

@@ -215,3 +215,14 @@ int queue_len_client(struct queue *q, const char *client) {
     pthread_mutex_unlock(&q->mu);
     return n;
 }
+
+int queue_clients(struct queue *q, struct queue_client_stat *out, int cap) {
+    pthread_mutex_lock(&q->mu);
+    int n = q->n_clients < cap ? q->n_clients : cap;
+    for (int i = 0; i < n; i++) {
+        snprintf(out[i].name, sizeof(out[i].name), "%s", q->clients[i].name);
+        out[i].waiting = q->clients[i].n;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}

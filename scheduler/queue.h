@@ -50,5 +50,12 @@ void queue_remove(struct queue *q, struct request *r);
 struct request *queue_take_cancelled(struct queue *q);
 
 int queue_len(struct queue *q);                          /* any thread */
+
+struct queue_client_stat {
+    char name[65];
+    int waiting;
+};
+/* Up to cap clients with waiting requests; returns how many. Any thread. */
+int queue_clients(struct queue *q, struct queue_client_stat *out, int cap);
 /* Waiting requests of one client (for metrics); any thread. */
 int queue_len_client(struct queue *q, const char *client);
