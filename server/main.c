@@ -4,19 +4,31 @@
  * Every verb has --help. Flags are llama.cpp's where llama.cpp has the same
  * flag (-m, -p, -n, -t, -c, --temp, --seed, ...); an unknown flag is an
  * error that names it. */
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "config/log.h"
+#include "config/settings.h"
 #include "engine/forward.h"
+#include "engine/gguf.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/stop.h"
 #include "engine/tokenizer.h"
+#include "scheduler/batcher.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "server/service.h"
 
 #define SPARROW_VERSION "0.1.0"
 #define MAX_STOPS 8
@@ -352,6 +364,163 @@ out:
     return status;
 }
 
+/* --- serve ---------------------------------------------------------------- */
+
+static void *engine_main(void *arg) {
+    sched_run(arg);
+    return NULL;
+}
+
+static enum queue_policy policy_of(enum sp_scheduler_policy p) {
+    switch (p) {
+    case SP_SCHEDULER_POLICY_FCFS: return QUEUE_FCFS;
+    case SP_SCHEDULER_POLICY_LPM: return QUEUE_LPM;
+    default: break;
+    }
+    log_warn("scheduler_policy %s is not implemented yet; using lpm", sp_scheduler_policy_name(p));
+    return QUEUE_LPM;
+}
+
+/* Sizes the KV pool and the per-sequence context from the settings and the model. */
+static void size_pool(const struct sp_config *c, const struct model_shape *s, struct sched_config *sc) {
+    const int bs = (int)c->block_size;
+    int64_t blocks = c->kv_cache_bytes > 0 ? c->kv_cache_bytes / (int64_t)kv_block_bytes(s, bs)
+                                            : (c->ctx_size + bs - 1) / bs;
+    if (blocks < 1) blocks = 1;
+    int64_t pool_tokens = blocks * bs;
+    sc->block_size = bs;
+    sc->kv_blocks = blocks;
+    sc->n_ctx = (int)(pool_tokens < s->n_ctx_train ? pool_tokens : s->n_ctx_train);
+}
+
+static int cmd_serve(int argc, char **argv) {
+    if (sp_config_args_want_help(argc, argv)) {
+        printf("usage: sparrow serve [--config FILE] [--setting value ...]\n"
+               "Serve the model over an OpenAI-compatible HTTP API until SIGTERM.\n\n");
+        sp_config_print_help(stdout);
+        return 0;
+    }
+    struct sp_config cfg;
+    struct sp_err err = {0};
+    if (sp_config_load_all(&cfg, argc, argv, SP_CONFIG_DEFAULT_PATH, &err) != SP_OK ||
+        sp_config_validate(&cfg, &err) != SP_OK) {
+        fprintf(stderr, "sparrow serve: %s\n", err.msg);
+        return 2;
+    }
+    log_set_level((enum log_level)cfg.log_level);
+    openblas_set_num_threads((int)cfg.threads);
+
+    /* Signals go to the main thread only: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1, fd = -1;
+    bool activated = false, engine_started = false;
+    struct model *m = NULL;
+    struct tokenizer *tok = NULL;
+    struct auth *auth = NULL;
+    struct metrics *metrics = NULL;
+    struct sched *sched = NULL;
+    struct http_server *http = NULL;
+    pthread_t engine;
+    char model_name[256], template_buf[8192];
+
+    if (svc_listen(cfg.host, (int)cfg.port, 0, &fd, &activated, &err) != SP_OK) goto fail;
+    const int port = svc_bound_port(fd);
+    svc_notify_status("loading %s", cfg.model);
+    log_info("loading %s", cfg.model);
+    if (!(m = model_load(cfg.model, &err)) || !(tok = tok_create(model_gguf(m), &err)) ||
+        !(auth = auth_load(cfg.api_keys, cfg.api_key, &err)))
+        goto fail;
+    if (!(metrics = metrics_create())) { sp_fail(&err, SP_ENOMEM, "out of memory"); goto fail; }
+    const struct model_shape *s = model_shape(m);
+    struct sched_config sc = {
+        .max_running = (int)cfg.max_running, .max_batch_tokens = (int)cfg.max_batch_tokens,
+        .threads = (int)cfg.threads,
+        .queue = { policy_of(cfg.scheduler_policy), (int)cfg.max_queue, (int)cfg.max_queue_per_client },
+    };
+    size_pool(&cfg, s, &sc);
+    if (!(sched = sched_create(m, tok, &sc, &err))) goto fail;
+    if (pthread_create(&engine, NULL, engine_main, sched) != 0) { sp_fail(&err, SP_ENOMEM, "cannot start the engine thread"); goto fail; }
+    engine_started = true;
+
+    struct gguf_str tmpl;
+    const char *chat_template = NULL;
+    if (gguf_get_str(model_gguf(m), "tokenizer.chat_template", &tmpl, NULL) == SP_OK && tmpl.len < sizeof(template_buf)) {
+        memcpy(template_buf, tmpl.ptr, tmpl.len);
+        template_buf[tmpl.len] = 0;
+        chat_template = template_buf;
+    }
+    struct http_config hc = {
+        .listen_fd = fd, .threads = 2, .max_connections = (int)cfg.max_connections,
+        .timeout_s = (int)cfg.request_timeout_s, .max_body_bytes = (size_t)cfg.max_body_bytes,
+        .limits = { .max_tokens_limit = (int)cfg.max_tokens_limit, .max_prompt_tokens = sc.n_ctx - 1,
+                    .model_name = sp_config_model_name(&cfg, model_name, sizeof(model_name)),
+                    .chat_template = chat_template },
+    };
+    if (!(http = http_start(&hc, sched, tok, auth, metrics, &err))) goto fail;
+    fd = -1;    /* libmicrohttpd owns it now */
+    http_set_ready(http);
+    log_info("serving %s (%s) on %s:%d%s: %lld KV blocks of %d tokens, context %d, %lld running, policy %s",
+             model_name, model_desc(m), cfg.host, port,
+             activated ? " (socket activated)" : "", (long long)sc.kv_blocks, sc.block_size, sc.n_ctx,
+             (long long)cfg.max_running, sp_scheduler_policy_name(cfg.scheduler_policy));
+    svc_notify_ready("serving");
+
+    /* The main thread: signals, the watchdog (pinged only while the engine
+     * loop is alive), status lines. */
+    const uint64_t wd = svc_watchdog_usec();
+    const double tick = wd ? (double)wd / 2e6 : 1.0;
+    for (;;) {
+        struct timespec ts = { (time_t)tick, (long)((tick - (time_t)tick) * 1e9) };
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) break;
+        if (sig == SIGHUP) { log_info("SIGHUP: nothing to reload (restart to apply new settings)"); continue; }
+        struct sched_stats st;
+        sched_get_stats(sched, &st);
+        double now = now_s();
+        if (wd && now - st.heartbeat < 2.0 * (double)wd / 1e6) svc_watchdog_ping();
+        else if (wd) log_error("engine loop stalled for %.1f s; not pinging the watchdog", now - st.heartbeat);
+        svc_notify_status("serving: %d running, %d queued, %lld tokens generated", st.running, st.queued,
+                          (long long)st.tokens_generated);
+    }
+
+    /* Drain: refuse new work, let accepted requests finish, then stop. */
+    log_info("draining: up to %lld s for %d requests", (long long)cfg.drain_timeout_s, http_active(http));
+    svc_notify_stopping();
+    http_set_draining(http);
+    sched_drain(sched);
+    double deadline = now_s() + (double)cfg.drain_timeout_s;
+    while (http_active(http) > 0 && now_s() < deadline) {
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    if (http_active(http) > 0) log_warn("drain deadline passed: cancelling %d requests", http_active(http));
+    status = 0;
+    goto out;
+fail:
+    log_error("%s", err.msg);
+out:
+    http_free(http);
+    if (engine_started) {
+        sched_stop(sched);
+        pthread_join(engine, NULL);
+    }
+    sched_free(sched);
+    metrics_free(metrics);
+    auth_free(auth);
+    tok_free(tok);
+    model_free(m);
+    if (fd >= 0) close(fd);
+    if (status == 0) log_info("stopped");
+    return status;
+}
+
 /* --- dispatch ------------------------------------------------------------ */
 
 static const struct verb {
@@ -359,6 +528,7 @@ static const struct verb {
     int (*fn)(int argc, char **argv);
     const char *help;
 } verbs[] = {
+    { "serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API" },
     { "run", cmd_run, "generate text for one prompt" },
     { "bench", cmd_bench, "measure prompt and generation speed" },
 };
