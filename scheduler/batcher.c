@@ -120,10 +120,7 @@ void sched_free(struct sched *s) {
         }
     if (s->q) {
         struct request *r;
-        while ((r = queue_peek(s->q, NULL, NULL))) {
-            queue_remove(s->q, r);
-            finish_request(s, r, REQ_FINISH_CANCELLED, "server shut down");
-        }
+        while ((r = queue_take_any(s->q))) finish_request(s, r, REQ_FINISH_CANCELLED, "server shut down");
     }
     queue_free(s->q);
     fwd_free(s->f);
@@ -156,7 +153,7 @@ int sched_submit(struct sched *s, struct request *r, struct sp_err *err) {
     bool draining = s->draining;
     pthread_mutex_unlock(&s->mu);
     if (draining) return sp_fail(err, SP_ESHUTDOWN, "the server is shutting down");
-    int rc = queue_push(s->q, r, err);
+    int rc = queue_push(s->q, r, req_params(r)->client_weight, err);
     if (rc == SP_OK) sched_wake(s);
     return rc;
 }
@@ -212,6 +209,7 @@ static void release_slot(struct sched *s, int i) {
 static void finish_slot(struct sched *s, int i, enum req_finish why, const char *error) {
     struct request *r = s->slots[i].r;
     release_slot(s, i);
+    queue_on_finish(s->q, r);
     finish_request(s, r, why, error);
 }
 
@@ -223,7 +221,7 @@ static void preempt_slot(struct sched *s, int i) {
     req_save_rng(r, rng);
     release_slot(s, i);
     s->st.preemptions++;
-    queue_push_front(s->q, r);
+    queue_push_resume(s->q, r);
 }
 
 /* Admit queued requests into free slots while the pool can hold their
@@ -242,11 +240,12 @@ static void admit(struct sched *s) {
             kv_seq_release(s->kv, i);
             return;
         }
-        queue_remove(s->q, r);
+        queue_admit(s->q, r, cached);
         struct slot *sl = &s->slots[i];
         struct sp_err err;
         if (sampler_reset(sl->smp, &req_params(r)->sampling, &err) != SP_OK) {
             kv_seq_release(s->kv, i);
+            queue_on_finish(s->q, r);
             finish_request(s, r, REQ_FINISH_ERROR, err.msg);
             continue;
         }
@@ -350,6 +349,7 @@ static void emit_token(struct sched *s, int i, const float *logits) {
         return;
     }
     s->st.tokens_generated++;
+    queue_on_tokens(s->q, r, 1);
     size_t len;
     const char *text = req_text_all(r, &len);
     bool hit;

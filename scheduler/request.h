@@ -39,6 +39,7 @@ struct req_params {
     int max_tokens;         /* >= 1 */
     int n_logprobs;         /* top alternatives per token, 0..REQ_MAX_LOGPROBS; -1: no logprobs */
     bool ignore_eos;        /* keep going past EOS (benchmarks) */
+    double client_weight;   /* fair-queuing weight of the client; <= 0 means 1 */
     int n_stops;
     const char *stops[REQ_MAX_STOPS];  /* copied by req_create */
 };

@@ -242,6 +242,7 @@ static enum MHD_Result start_generation(struct conn *k, const char *auth_client)
         return respond_error(k, &e);
     char client[REQ_MAX_CLIENT_LEN + 1];
     client_name(k, auth_client, ar.user, client, sizeof(client));
+    ar.params.client_weight = auth_client_weight(h->auth, client);
     struct sp_err err;
     k->req = req_create(ar.prompt, ar.n_prompt, &ar.params, client, &err);
     k->stream = ar.stream;

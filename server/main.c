@@ -375,10 +375,10 @@ static enum queue_policy policy_of(enum sp_scheduler_policy p) {
     switch (p) {
     case SP_SCHEDULER_POLICY_FCFS: return QUEUE_FCFS;
     case SP_SCHEDULER_POLICY_LPM: return QUEUE_LPM;
-    default: break;
+    case SP_SCHEDULER_POLICY_VTC: return QUEUE_VTC;
+    case SP_SCHEDULER_POLICY_DLPM: break;
     }
-    log_warn("scheduler_policy %s is not implemented yet; using lpm", sp_scheduler_policy_name(p));
-    return QUEUE_LPM;
+    return QUEUE_DLPM;
 }
 
 /* Sizes the KV pool and the per-sequence context from the settings and the model. */
@@ -442,7 +442,8 @@ static int cmd_serve(int argc, char **argv) {
     struct sched_config sc = {
         .max_running = (int)cfg.max_running, .max_batch_tokens = (int)cfg.max_batch_tokens,
         .threads = (int)cfg.threads,
-        .queue = { policy_of(cfg.scheduler_policy), (int)cfg.max_queue, (int)cfg.max_queue_per_client },
+        .queue = { policy_of(cfg.scheduler_policy), (int)cfg.max_queue, (int)cfg.max_queue_per_client,
+                   cfg.vtc_input_weight, cfg.vtc_output_weight, -1.0, (double)cfg.dlpm_quantum },
     };
     size_pool(&cfg, s, &sc);
     if (!(sched = sched_create(m, tok, &sc, &err))) goto fail;

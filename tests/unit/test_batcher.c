@@ -32,7 +32,7 @@ static struct sched_config base_config(int kv_blocks) {
     struct sched_config c = {
         .max_running = 8, .max_batch_tokens = 256, .n_ctx = 256, .block_size = 16,
         .kv_blocks = kv_blocks, .threads = 2,
-        .queue = { QUEUE_FCFS, 64, 64 },
+        .queue = { QUEUE_FCFS, 64, 64, 1.0, 2.0, -1.0, 256.0 },
     };
     return c;
 }
