@@ -505,7 +505,7 @@ char *api_response_json(enum api_kind kind, const char *id, long created, const 
                            logprobs_json(kind, r, 0, v.n_generated, tok), "finish_reason", finish ? finish : "stop");
     free(text);
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", id, "object",
-                          kind == API_CHAT ? "chat.completion" : "text_completion", (json_int_t)created, "model", model,
+                          kind == API_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model", model,
                           "choices", choice, "usage", usage_json(r)));
 }
 
@@ -535,13 +535,13 @@ char *api_chunk_sse(enum api_kind kind, const char *id, long created, const char
                            logprobs_json(kind, r, tok_from, tok_to, tok), "finish_reason", fin);
     }
     return sse(json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
-                         kind == API_CHAT ? "chat.completion.chunk" : "text_completion", (json_int_t)created, "model",
+                         kind == API_CHAT ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created, "model",
                          model, "choices", choice));
 }
 
 char *api_usage_sse(enum api_kind kind, const char *id, long created, const char *model, struct request *r) {
     return sse(json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
-                         kind == API_CHAT ? "chat.completion.chunk" : "text_completion", (json_int_t)created, "model",
+                         kind == API_CHAT ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created, "model",
                          model, "choices", "usage", usage_json(r)));
 }
 
