@@ -224,6 +224,24 @@ static void preempt_slot(struct sched *s, int i) {
     queue_push_resume(s->q, r);
 }
 
+/* True when a running sequence is still prefilling blocks that this prompt
+ * shares beyond its cached prefix: admitting it now would compute them twice,
+ * waiting a step or two lets it reuse them (SGLang's in-batch sharing). */
+static bool shares_pending_prefill(const struct sched *s, const int32_t *t, int n, int cached) {
+    const int bs = kv_block_size(s->kv);
+    for (int j = 0; j < s->cfg.max_running; j++) {
+        const struct slot *sl = &s->slots[j];
+        if (!sl->r || sl->n_computed >= req_n_prompt(sl->r)) continue;
+        const int32_t *u = req_tokens(sl->r);
+        int lim = n - 1 < req_n_prompt(sl->r) ? n - 1 : req_n_prompt(sl->r);
+        int common = 0;
+        while (common < lim && t[common] == u[common]) common++;
+        common = common / bs * bs;
+        if (common > cached && sl->n_computed < common) return true;
+    }
+    return false;
+}
+
 /* Admit queued requests into free slots while the pool can hold their
  * prompts; the head waits (no skipping) when it cannot. */
 static void admit(struct sched *s) {
@@ -236,7 +254,8 @@ static void admit(struct sched *s) {
         const int n = req_n_tokens(r);
         const int cached = kv_seq_attach_prefix(s->kv, i, req_tokens(r), n);
         /* Room for the prompt and the first generated token. */
-        if (kv_blocks_needed(s->kv, i, n + 1) > kv_blocks_available(s->kv)) {
+        if (kv_blocks_needed(s->kv, i, n + 1) > kv_blocks_available(s->kv) ||
+            shares_pending_prefill(s, req_tokens(r), n, cached)) {
             kv_seq_release(s->kv, i);
             return;
         }

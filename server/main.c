@@ -281,9 +281,80 @@ static int bench_once(struct fwd *f, struct kv_cache *kv, int n_prompt, int n_ge
     return rc;
 }
 
+/* N requests submitted at once to an in-process scheduler, stepped until all
+ * finish: aggregate output tokens/s, mean TTFT and TPOT. With prefix > 0 every
+ * prompt starts with the same `prefix` tokens (cold cache at the start). */
+static int bench_batched(const struct model *m, const struct tokenizer *tok, const char *name, int n_req, int n_prompt, int n_gen, int prefix,
+                         int threads, bool json, struct sp_err *err) {
+    const struct model_shape *s = model_shape(m);
+    const int len = prefix + n_prompt, bs = 16;
+    struct sched_config sc = {
+        .max_running = n_req, .max_batch_tokens = 512, .n_ctx = len + n_gen + 1, .block_size = bs,
+        .kv_blocks = (int64_t)n_req * ((len + n_gen + bs) / bs + 1), .threads = threads,
+        .queue = { QUEUE_FCFS, n_req, n_req, 1.0, 2.0, -1.0, 256.0 },
+    };
+    if (sc.n_ctx > s->n_ctx_train) return sp_fail(err, SP_ERANGE, "%d tokens exceed the model's context", sc.n_ctx);
+    struct sched *sched = sched_create(m, tok, &sc, err);
+    if (!sched) return SP_ENOMEM;
+    struct request **reqs = calloc((size_t)n_req, sizeof(*reqs));
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)len);
+    int rc = reqs && t ? SP_OK : SP_ENOMEM;
+    struct req_params p = { .sampling = sampler_default_params(), .max_tokens = n_gen, .n_logprobs = -1,
+                            .ignore_eos = true };
+    p.sampling.temperature = 0;
+    double t0 = now_s();
+    for (int i = 0; i < n_req && rc == SP_OK; i++) {
+        for (int k = 0; k < len; k++)
+            t[k] = (int32_t)(k < prefix ? 1 + (k * 7919u) % (unsigned)(s->n_vocab - 1)
+                                        : 1 + ((unsigned)(k + i * 1000) * 104729u) % (unsigned)(s->n_vocab - 1));
+        char client[16];
+        snprintf(client, sizeof(client), "c%d", i);
+        if (!(reqs[i] = req_create(t, len, &p, client, err)) || (rc = sched_submit(sched, reqs[i], err)) != SP_OK)
+            rc = rc ? rc : SP_ENOMEM;
+    }
+    int done = 0;
+    while (rc == SP_OK && done < n_req) {
+        int n = sched_step(sched, err);
+        if (n < 0) rc = n;
+        done = 0;
+        for (int i = 0; i < n_req; i++) {
+            struct req_view v;
+            req_get_view(reqs[i], &v);
+            done += v.finish != REQ_FINISH_NONE;
+        }
+    }
+    double wall = now_s() - t0, ttft = 0, tpot = 0;
+    int64_t out = 0;
+    for (int i = 0; rc == SP_OK && i < n_req; i++) {
+        struct req_view v;
+        req_get_view(reqs[i], &v);
+        out += v.n_generated;
+        ttft += v.t_first - v.t_submit;
+        if (v.n_generated > 1) tpot += (v.t_last - v.t_first) / (v.n_generated - 1);
+    }
+    struct sched_stats st;
+    sched_get_stats(sched, &st);
+    if (rc == SP_OK) {
+        double hit = (double)st.tokens_cached / (double)(st.tokens_cached + st.tokens_prefilled);
+        if (json)
+            printf("{\"model\":\"%s\",\"test\":\"batch%d\",\"prompt\":%d,\"shared_prefix\":%d,\"gen\":%d,\"threads\":%d,"
+                   "\"out_tps\":%.2f,\"ttft_ms\":%.2f,\"tpot_ms\":%.3f,\"prefix_hit\":%.3f}\n",
+                   name, n_req, len, prefix, n_gen, threads, out / wall, ttft / n_req * 1e3, tpot / n_req * 1e3, hit);
+        else
+            printf("| %s | %d | %d | %d | %.1f | %.1f | %.2f | %.0f%% |\n", name, n_req, len, prefix, out / wall,
+                   ttft / n_req * 1e3, tpot / n_req * 1e3, hit * 100);
+        fflush(stdout);
+    }
+    for (int i = 0; reqs && i < n_req; i++) req_unref(reqs[i]);
+    free(reqs);
+    free(t);
+    sched_free(sched);
+    return rc;
+}
+
 static int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *p_list = "128,512", *n_list = "128";
-    int threads = 2, reps = 5;
+    const char *model = NULL, *p_list = "128,512", *n_list = "128", *c_list = NULL;
+    int threads = 2, reps = 5, prompt_tokens = 64, gen_tokens = 128, shared_prefix = 0;
     bool json = false;
     const struct flag flags[] = {
         { "-m", "--model", FLAG_STR, &model, "GGUF model file (required)" },
@@ -292,6 +363,10 @@ static int cmd_bench(int argc, char **argv) {
         { "-t", "--threads", FLAG_INT, &threads, "worker threads (default 2)" },
         { "-r", "--repetitions", FLAG_INT, &reps, "repetitions per test (default 5)" },
         { NULL, "--json", FLAG_BOOL, &json, "one JSON object per test on stdout" },
+        { NULL, "--concurrent", FLAG_STR, &c_list, "instead: N requests at once through the batcher, e.g. 1,4,16,64" },
+        { NULL, "--prompt-tokens", FLAG_INT, &prompt_tokens, "with --concurrent: unique prompt tokens per request (default 64)" },
+        { NULL, "--gen-tokens", FLAG_INT, &gen_tokens, "with --concurrent: tokens generated per request (default 128)" },
+        { NULL, "--shared-prefix", FLAG_INT, &shared_prefix, "with --concurrent: tokens every prompt shares first (default 0)" },
         { NULL, NULL, 0, NULL, NULL },
     };
     int pr = parse_flags("bench", flags, argc, argv);
@@ -302,6 +377,27 @@ static int cmd_bench(int argc, char **argv) {
     if (parse_int_list(p_list, &pl) || parse_int_list(n_list, &nl) || reps < 1) {
         fprintf(stderr, "sparrow bench: bad -p/-n list or -r\n");
         return 2;
+    }
+    const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+    if (c_list) {
+        struct int_list cl;
+        struct sp_err err = {0};
+        if (parse_int_list(c_list, &cl) || prompt_tokens < 1 || gen_tokens < 1 || shared_prefix < 0) {
+            fprintf(stderr, "sparrow bench: bad --concurrent list or token counts\n");
+            return 2;
+        }
+        struct model *m = model_load(model, &err);
+        struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
+        int rc = tok ? SP_OK : err.code;
+        if (!json && m)
+            printf("| model | requests | prompt | shared prefix | out tok/s | TTFT mean ms | TPOT mean ms | prefix hit |\n"
+                   "|---|---|---|---|---|---|---|---|\n");
+        for (int i = 0; i < cl.n && rc == SP_OK; i++)
+            if (cl.v[i] > 0) rc = bench_batched(m, tok, base, cl.v[i], prompt_tokens, gen_tokens, shared_prefix, threads, json, &err);
+        tok_free(tok);
+        model_free(m);
+        if (rc != SP_OK) fprintf(stderr, "sparrow bench: %s\n", err.msg);
+        return rc == SP_OK ? 0 : 1;
     }
     int max_p = 1, max_n = 0;
     for (int i = 0; i < pl.n; i++) if (pl.v[i] > max_p) max_p = pl.v[i];
@@ -341,7 +437,6 @@ static int cmd_bench(int argc, char **argv) {
             }
             const double mean = sum / reps;
             const double sd = reps > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / reps) / (reps - 1))) : 0.0;
-            const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
             if (json)
                 printf("{\"model\":\"%s\",\"test\":\"%s%d\",\"threads\":%d,\"reps\":%d,\"tps_mean\":%.2f,\"tps_sd\":%.2f}\n",
                        base, phase == 0 ? "pp" : "tg", n, threads, reps, mean, sd);

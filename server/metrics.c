@@ -135,14 +135,34 @@ char *metrics_render(struct metrics *m, struct sched *s, const char *model) {
     put(&o, "\"} 1\n");
     put_metric(&o, "sparrow_running_sequences", "gauge", "Sequences generating now.", st.running);
     put_metric(&o, "sparrow_queued_requests", "gauge", "Requests waiting for admission.", st.queued);
-    put(&o, "# HELP sparrow_client_queued_requests Requests waiting, per client.\n# TYPE sparrow_client_queued_requests gauge\n");
-    struct queue_client_stat cs[64];
-    int n = queue_clients(sched_queue(s), cs, 64);
-    for (int i = 0; i < n; i++) {
-        put(&o, "sparrow_client_queued_requests{client=\"");
-        put_label(&o, cs[i].name);
-        put(&o, "\"} %d\n", cs[i].waiting);
+    /* Per client (the fair scheduler's view): capped label set. */
+    enum { MAX_CLIENT_SERIES = 256 };
+    struct queue_client_stat *cs = malloc(sizeof(*cs) * MAX_CLIENT_SERIES);
+    int n = cs ? queue_clients(sched_queue(s), cs, MAX_CLIENT_SERIES) : 0;
+    static const struct { const char *name, *type, *help; } client_series[] = {
+        { "sparrow_client_waiting_requests", "gauge", "Requests waiting, per client." },
+        { "sparrow_client_running_requests", "gauge", "Requests generating, per client." },
+        { "sparrow_client_service_total", "counter", "Service received (the fair policy's charge divided by the client's weight)." },
+        { "sparrow_client_fair_counter", "gauge", "The policy's counter: vtc virtual token counter or dlpm deficit." },
+        { "sparrow_client_prompt_tokens_total", "counter", "Prompt tokens admitted, per client." },
+        { "sparrow_client_cached_prompt_tokens_total", "counter", "Prompt tokens served from the prefix cache, per client." },
+        { "sparrow_client_output_tokens_total", "counter", "Tokens generated, per client." },
+        { "sparrow_client_prefix_hit_ratio", "gauge", "Cached share of the client's prompt tokens." },
+    };
+    for (size_t k = 0; k < sizeof(client_series) / sizeof(client_series[0]); k++) {
+        put(&o, "# HELP %s %s\n# TYPE %s %s\n", client_series[k].name, client_series[k].help, client_series[k].name,
+            client_series[k].type);
+        for (int i = 0; i < n; i++) {
+            const struct queue_client_stat *c = &cs[i];
+            const double v[] = { c->waiting, c->running, c->service, c->counter, (double)c->prompt_tokens,
+                                 (double)c->cached_tokens, (double)c->output_tokens,
+                                 c->prompt_tokens ? (double)c->cached_tokens / (double)c->prompt_tokens : 0.0 };
+            put(&o, "%s{client=\"", client_series[k].name);
+            put_label(&o, c->name);
+            put(&o, "\"} %.17g\n", v[k]);
+        }
     }
+    free(cs);
     put_metric(&o, "sparrow_engine_steps_total", "counter", "Batched forward passes.", (double)st.steps);
     put_metric(&o, "sparrow_prompt_tokens_total", "counter", "Prompt tokens computed (prefix cache hits excluded).", (double)st.tokens_prefilled);
     put_metric(&o, "sparrow_prompt_tokens_cached_total", "counter", "Prompt tokens served from the prefix cache.", (double)st.tokens_cached);
