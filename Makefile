@@ -3,6 +3,7 @@
 #   make test       build and run every test (prints `N passed, M failed`)
 #   make asan       AddressSanitizer + UBSan build into build/asan
 #   make test-asan  the tests on the sanitizer build
+#   make serve      install dependencies, build, serve the default model on 127.0.0.1:8080
 #   make run        greedy story from the default model
 #   make bench      sparrow bench on the shipped models, next to llama.cpp's figures
 SHARED ?= ../shared
@@ -33,7 +34,7 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN := $(BUILD)/sparrow
 
-.PHONY: all test asan test-asan run bench clean check-layers
+.PHONY: all deps test asan test-asan serve run bench clean check-layers
 all: $(BIN) $(TEST_BINS)
 ifeq ($(SAN),0)
 	@ln -sf $(BIN) sparrow
@@ -54,7 +55,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libsparrow.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-test: all check-layers
+deps:
+	@bash scripts/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all check-layers
 	@SHARED=$(SHARED) BIN=$(BIN) bash tests/run-tests.sh $(BUILD)/tests
 
 asan:
@@ -62,6 +67,10 @@ asan:
 
 test-asan:
 	$(MAKE) SAN=1 test
+
+serve: deps
+	@$(MAKE) --no-print-directory all
+	./sparrow serve -m $(MODEL) --host 127.0.0.1 --port 8080
 
 run: all
 	./sparrow run -m $(MODEL) -p "Once upon a time" -n 128

@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -136,5 +137,10 @@ void workers_run(struct workers *w, workers_fn fn, void *ctx, int n) {
         pthread_mutex_unlock(&w->mu);
     }
     run_slice(w, 0);
-    while (atomic_load_explicit(&w->pending, memory_order_acquire) > 0) _mm_pause();
+    /* Spin briefly, then yield: on an oversubscribed machine the worker we
+     * wait for may need this very core to finish. */
+    for (int spins = 0; atomic_load_explicit(&w->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < WORKERS_SPIN / 4) _mm_pause();
+        else sched_yield();
+    }
 }

@@ -3,7 +3,8 @@
 # Idempotent: does nothing (and needs no network) when every package is present.
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
-      libsystemd-dev systemd clang libclang-rt-dev python3 python3-requests curl)
+      libsystemd-dev systemd clang libclang-rt-dev python3 python3-requests curl
+      prometheus apache2-utils wrk)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "engine/tokenizer.h"
@@ -45,7 +47,8 @@ struct conn {
     pthread_mutex_t mu;
     struct http_server *h;
     struct MHD_Connection *c;
-    struct conn *prev, *next;   /* in h->conns while a request is attached */
+    struct conn *prev, *next;   /* in h->conns while `linked` */
+    bool linked;            /* submitted: counted in h->active, in h->conns */
     enum route route;
     const char *route_name;
     int status;             /* what we answered */
@@ -115,12 +118,25 @@ static int status_of(int code) {
 
 /* --- engine notify (engine thread) ---------------------------------------- */
 
+/* A parked connection is not watched by libmicrohttpd, so a client that hangs
+ * up while waiting for a whole response would go unnoticed until the end.
+ * The engine peeks at the socket now and then instead: EOF means gone. */
+static bool peer_gone(struct conn *k) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(k->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void on_request_progress(void *arg) {
     struct conn *k = arg;
     struct req_view v;
     req_get_view(k->req, &v);
     const bool final = v.finish != REQ_FINISH_NONE;
     pthread_mutex_lock(&k->mu);
+    if (!final && !k->stream && k->suspended && !k->closed && v.n_generated % 8 == 0 && peer_gone(k))
+        req_cancel(k->req);     /* seen by the engine at its next step */
     if (k->suspended && !k->closed && (k->stream || final)) {
         k->suspended = false;
         MHD_resume_connection(k->c);
@@ -269,6 +285,7 @@ static enum MHD_Result start_generation(struct conn *k, const char *auth_client)
     }
     atomic_fetch_add(&h->active, 1);
     pthread_mutex_lock(&h->mu);
+    k->linked = true;
     k->next = h->conns;
     if (h->conns) h->conns->prev = k;
     h->conns = k;
@@ -365,7 +382,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (strcmp(url, route_table[i].path)) continue;
             path_known = true;
             k->route_name = route_table[i].name;
-            if (!strcmp(method, route_table[i].method)) k->route = route_table[i].route;
+            if (!strcmp(method, route_table[i].method) ||
+                (!strcmp(method, "HEAD") && !strcmp(route_table[i].method, "GET")))
+                k->route = route_table[i].route;
         }
         if (!path_known) return fail(k, 404, "invalid_request_error", NULL, "no such route");
         if (k->route == R_NONE) return fail(k, 405, "invalid_request_error", NULL, "method not allowed on this route");
@@ -427,6 +446,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
             metrics_observe(h->m, v.t_first - v.t_submit,
                             v.n_generated > 1 ? (v.t_last - v.t_first) / (v.n_generated - 1) : -1.0);
         }
+    }
+    if (k->linked) {
         pthread_mutex_lock(&h->mu);
         if (k->prev) k->prev->next = k->next; else h->conns = k->next;
         if (k->next) k->next->prev = k->prev;
