@@ -282,8 +282,18 @@ static void dlpm_refill(struct queue *q) {
         if (m < rounds) rounds = m;
     }
     if (most > 0 || rounds == INFINITY) return;
-    for (int i = 0; i < q->n_clients; i++)
-        if (q->clients[i].waiting) q->clients[i].deficit += rounds * q->cfg.quantum * q->clients[i].weight;
+    /* The division can round so that `rounds` leaves everyone at 0 or just
+     * below (-32.9 + 329 * 0.1 == 0): then add rounds, 1, 2, 4, ... until
+     * someone is positive (doubling, so a tiny weight cannot spin). */
+    for (double add = rounds, more = 1;; add = more, more *= 2) {
+        bool positive = false;
+        for (int i = 0; i < q->n_clients; i++)
+            if (q->clients[i].waiting) {
+                q->clients[i].deficit += add * q->cfg.quantum * q->clients[i].weight;
+                positive |= q->clients[i].deficit > 0;
+            }
+        if (positive) return;
+    }
 }
 
 struct request *queue_peek(struct queue *q, queue_prefix_fn prefix, void *ctx) {
