@@ -352,6 +352,41 @@ static int bench_batched(const struct model *m, const struct tokenizer *tok, con
     return rc;
 }
 
+/* Memory read bandwidth in GB/s with n threads, best of three passes over
+ * 512 MiB: the physical limit of single-stream decode, which must read every
+ * weight once per token. */
+struct bw_job { const uint64_t *p; size_t n; uint64_t x; };
+
+static void *bw_read(void *arg) {
+    struct bw_job *j = arg;
+    uint64_t x = 0;
+    for (size_t i = 0; i < j->n; i++) x ^= j->p[i];
+    j->x = x;
+    return NULL;
+}
+
+static double measure_bandwidth(int threads) {
+    const size_t bytes = (size_t)512 << 20, n = bytes / sizeof(uint64_t);
+    uint64_t *p = malloc(bytes);
+    if (!p || threads < 1 || threads > 64) { free(p); return 0; }
+    for (size_t i = 0; i < n; i++) p[i] = i;
+    double best = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        pthread_t t[64];
+        struct bw_job j[64];
+        double t0 = now_s();
+        for (int k = 0; k < threads; k++) {
+            j[k] = (struct bw_job){ p + n / (size_t)threads * (size_t)k, n / (size_t)threads, 0 };
+            pthread_create(&t[k], NULL, bw_read, &j[k]);
+        }
+        for (int k = 0; k < threads; k++) pthread_join(t[k], NULL);
+        double gbs = (double)bytes / (now_s() - t0) / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(p);
+    return best;
+}
+
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *p_list = "128,512", *n_list = "128", *c_list = NULL;
     int threads = 2, reps = 5, prompt_tokens = 64, gen_tokens = 128, shared_prefix = 0;
@@ -419,7 +454,15 @@ static int cmd_bench(int argc, char **argv) {
     if (!(kv = one_sequence_cache(s, n_ctx, &err)) || !(f = fwd_create(m, max_p, n_ctx, threads, &err))) goto fail;
     double warm;
     if (bench_once(f, kv, 0, 1, s->n_vocab, logits, tokens, &warm, &err) != SP_OK) goto fail;
-    if (!json) printf("| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n");
+    const double bw = measure_bandwidth(threads);
+    const double bound = bw * 1e9 / (double)model_weight_bytes(m);
+    if (json)
+        printf("{\"model\":\"%s\",\"test\":\"membw\",\"threads\":%d,\"gbs\":%.2f,\"weight_bytes\":%llu,\"tg_bound_tps\":%.1f}\n",
+               base, threads, bw, (unsigned long long)model_weight_bytes(m), bound);
+    else
+        printf("memory read bandwidth %.1f GB/s (%d threads); %.1f MiB of weights per token: decode bound %.0f t/s\n\n"
+               "| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n",
+               bw, threads, model_weight_bytes(m) / 1048576.0, bound);
     for (int phase = 0; phase < 2; phase++) {
         const struct int_list *l = phase == 0 ? &pl : &nl;
         for (int i = 0; i < l->n; i++) {
