@@ -35,6 +35,7 @@ struct http_server {
     const struct auth *auth;
     struct metrics *m;
     atomic_bool ready, draining;
+    atomic_bool stopping;   /* http_free: readers must not park connections */
     atomic_int active;      /* generations in flight */
     pthread_mutex_t mu;     /* guards the conn list */
     struct conn *conns;     /* suspended-capable conns, for shutdown */
@@ -208,10 +209,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     ssize_t n = 0;
     if (k->pending_off == k->pending_len && !next_event(k)) {
         if (k->sent_done) n = MHD_CONTENT_READER_END_OF_STREAM;
-        else {
+        else if (!atomic_load(&k->h->stopping)) {
             k->suspended = true;
             MHD_suspend_connection(k->c);
-        }
+        }   /* stopping: the cancel lands within a step; poll until then */
     }
     if (n == 0 && k->pending_off < k->pending_len) {
         size_t c = k->pending_len - k->pending_off;
@@ -308,6 +309,7 @@ static enum MHD_Result start_generation(struct conn *k, const char *auth_client)
     req_get_view(k->req, &v);
     enum MHD_Result ret = MHD_YES;
     if (v.finish != REQ_FINISH_NONE) ret = respond_finished(k);
+    else if (atomic_load(&h->stopping)) ret = fail(k, 503, "server_error", NULL, "the server is shutting down");
     else { k->suspended = true; MHD_suspend_connection(k->c); }
     pthread_mutex_unlock(&k->mu);
     return ret;
@@ -412,7 +414,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    if (k->req) {   /* resumed after the final notify of a whole response */
+    if (k->req) {   /* resumed after the final notify of a whole response, or for shutdown */
+        struct req_view v;
+        req_get_view(k->req, &v);
+        if (v.finish == REQ_FINISH_NONE)
+            return fail(k, 503, "server_error", NULL, "the server is shutting down");
         return respond_finished(k);
     }
     if (k->body_too_big) return fail(k, 413, "invalid_request_error", NULL, "the request body is larger than max_body_bytes");
@@ -474,12 +480,12 @@ struct http_server *http_start(const struct http_config *cfg, struct sched *s, c
     pthread_mutex_init(&h->mu, NULL);
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, h,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 0 ? cfg->threads : 1),
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_END);
     if (!h->d) {
         sp_fail(err, SP_EIO, "http: libmicrohttpd could not start on the listening socket");
@@ -497,7 +503,10 @@ int http_active(struct http_server *h) { return atomic_load(&h->active); }
 void http_free(struct http_server *h) {
     if (!h) return;
     /* libmicrohttpd must not be stopped with suspended connections: cancel
-     * every request and resume its connection so it can finish. */
+     * every request, resume its connection (readers no longer park it), and
+     * give the engine a moment to finish the cancelled requests so their
+     * clients get an error event or a 503 rather than a cut connection. */
+    atomic_store(&h->stopping, true);
     pthread_mutex_lock(&h->mu);
     for (struct conn *k = h->conns; k; k = k->next) {
         req_cancel(k->req);
@@ -506,6 +515,11 @@ void http_free(struct http_server *h) {
         pthread_mutex_unlock(&k->mu);
     }
     pthread_mutex_unlock(&h->mu);
+    sched_wake(h->s);
+    for (int i = 0; i < 200 && atomic_load(&h->active) > 0; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(h->d);
     pthread_mutex_destroy(&h->mu);
     free(h);

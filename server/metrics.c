@@ -143,7 +143,7 @@ char *metrics_render(struct metrics *m, struct sched *s, const char *model) {
         { "sparrow_client_waiting_requests", "gauge", "Requests waiting, per client." },
         { "sparrow_client_running_requests", "gauge", "Requests generating, per client." },
         { "sparrow_client_service_total", "counter", "Service received (the fair policy's charge divided by the client's weight)." },
-        { "sparrow_client_fair_counter", "gauge", "The policy's counter: vtc virtual token counter or dlpm deficit." },
+        { "sparrow_client_fair_score", "gauge", "The fair policy's per-client state: vtc virtual token counter or dlpm deficit." },
         { "sparrow_client_prompt_tokens_total", "counter", "Prompt tokens admitted, per client." },
         { "sparrow_client_cached_prompt_tokens_total", "counter", "Prompt tokens served from the prefix cache, per client." },
         { "sparrow_client_output_tokens_total", "counter", "Tokens generated, per client." },
@@ -171,7 +171,7 @@ char *metrics_render(struct metrics *m, struct sched *s, const char *model) {
     put_metric(&o, "sparrow_prefix_cache_hit_ratio", "gauge", "Cached share of all prompt tokens admitted.",
                total > 0 ? (double)st.tokens_cached / total : 0.0);
     put_metric(&o, "sparrow_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.", (double)st.preemptions);
-    put_metric(&o, "sparrow_kv_blocks_total", "gauge", "Blocks in the KV pool.", (double)st.kv.blocks_total);
+    put_metric(&o, "sparrow_kv_blocks", "gauge", "Blocks in the KV pool.", (double)st.kv.blocks_total);
     put_metric(&o, "sparrow_kv_blocks_used", "gauge", "KV blocks referenced by sequences.", (double)st.kv.blocks_used);
     put_metric(&o, "sparrow_kv_blocks_cached", "gauge", "Unreferenced KV blocks kept for prefix reuse.", (double)st.kv.blocks_cached);
     put_metric(&o, "sparrow_kv_evictions_total", "counter", "Cached KV blocks evicted.", (double)st.kv.evictions);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run-tests.sh DIR - run every unit test binary in DIR, then the shell tests in
-# tests/cli/, and print one closing line `N passed, M failed` over all of them.
+# run-tests.sh DIR - run every unit test binary in DIR, the shell tests in
+# tests/cli/ and the python tests in tests/integration/, and print one closing
+# line `N passed, M failed` over all of them.
 # Each binary prints its own `N passed, M failed`; a binary that crashes or
 # prints no such line counts as one failure.
 set -u
@@ -26,6 +27,24 @@ for t in tests/cli/test_*.sh; do
     echo "== $(basename "$t")"
     if out=$(bash "$t" 2>&1); then passed=$((passed + 1)); echo "   ok"
     else failed=$((failed + 1)); printf '%s\n' "$out" | tail -20; echo "   FAIL"; fi
+done
+# Integration tests: python3 scripts that start the daemon of this build
+# ($BIN from the Makefile, else DIR/../sparrow) and print `N passed, M failed`.
+bin=${BIN:-$(dirname "$dir")/sparrow}
+for t in tests/integration/test_*.py; do
+    [ -f "$t" ] || continue
+    echo "== $(basename "$t")"
+    out=$(SPARROW_BIN="$bin" SPARROW_SHARED="${SHARED:-../shared}" python3 "$t" 2>&1); rc=$?
+    printf '%s\n' "$out" | grep -E '^(FAIL|    )' || true
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+    if [ -z "$line" ]; then
+        printf '%s\n' "$out" | tail -20
+        echo "   $(basename "$t"): no result line (exit $rc)"; failed=$((failed + 1)); continue
+    fi
+    p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed}
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    echo "   $line"
+    passed=$((passed + p)); failed=$((failed + f))
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
