@@ -5,6 +5,9 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
       libsystemd-dev systemd clang libclang-rt-dev python3 python3-requests curl
       prometheus apache2-utils wrk)
+# node + npm run the official openai client in the integration tests; use
+# whatever node the machine has, else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
