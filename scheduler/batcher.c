@@ -53,6 +53,9 @@ struct sched {
     pthread_cond_t work;
     bool stop, draining, wake;
     struct sched_stats pub; /* published copy for other threads */
+#ifdef SPARROW_FAULT_INJECTION
+    bool fault_stalled;     /* the one injected stall has happened */
+#endif
 };
 
 static double now_s(void) {
@@ -412,6 +415,21 @@ static int plan_slot(struct sched *s, int i, int budget, int *n_batch, int *n_ro
     return c;
 }
 
+#ifdef SPARROW_FAULT_INJECTION
+/* Test builds only (make fault): once the engine has run
+ * $SPARROW_FAULT_STALL_AFTER_STEPS forward passes, the step sleeps
+ * $SPARROW_FAULT_STALL_MS ms once, as a hung kernel would, so the watchdog
+ * tests can see the heartbeat go stale and come back. */
+static void fault_stall(struct sched *s) {
+    const char *after = getenv("SPARROW_FAULT_STALL_AFTER_STEPS"), *ms = getenv("SPARROW_FAULT_STALL_MS");
+    if (s->fault_stalled || !after || !ms || s->st.steps < atoll(after)) return;
+    s->fault_stalled = true;
+    const long long t = atoll(ms);
+    struct timespec ts = { (time_t)(t / 1000), (long)(t % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+#endif
+
 static void publish_stats(struct sched *s) {
     s->st.kv = kv_get_stats(s->kv);
     s->st.heartbeat = now_s();
@@ -465,6 +483,9 @@ int sched_step(struct sched *s, struct sp_err *err) {
         return rc;
     }
     s->st.steps++;
+#ifdef SPARROW_FAULT_INJECTION
+    fault_stall(s);
+#endif
     for (int k = 0; k < n_order; k++) {
         const int i = s->b_slot_order[k];
         struct slot *sl = &s->slots[i];

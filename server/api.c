@@ -79,7 +79,9 @@ int api_error_set(struct api_error *e, int status, const char *type, const char 
 }
 
 char *api_error_json(const struct api_error *e) {
-    json_t *err = json_pack("{s:s%, s:s, s:o, s:o}", "message", e->message, strlen(e->message), "type", e->type,
+    /* The message may quote the body (a JSON parse error does), cut anywhere:
+     * invalid UTF-8 there would make json_pack fail and turn a 400 into a 500. */
+    json_t *err = json_pack("{s:o, s:s, s:o, s:o}", "message", json_text(e->message, strlen(e->message)), "type", e->type,
                             "param", e->param[0] ? json_string(e->param) : json_null(),
                             "code", e->code[0] ? json_string(e->code) : json_null());
     json_t *root = json_pack("{s:o}", "error", err);

@@ -39,6 +39,19 @@ struct http_server {
     atomic_int active;      /* generations in flight */
     pthread_mutex_t mu;     /* guards the conn list */
     struct conn *conns;     /* suspended-capable conns, for shutdown */
+    pthread_mutex_t smu;    /* guards the socket list and every struct sock in it */
+    struct sock *socks;     /* open client sockets, for the header deadline */
+};
+
+/* One client socket (libmicrohttpd's socket_context), from accept to close.
+ * The idle timeout alone lets a client that trickles a byte a second hold a
+ * connection forever (slowloris); http_close_slow shuts down sockets whose
+ * request headers take longer than timeout_s in all. */
+struct sock {
+    int fd;
+    double t_start;         /* monotonic: accepted, or the last request ended */
+    bool in_headers;        /* waiting for a request's headers */
+    struct sock *prev, *next;
 };
 
 enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_METRICS, R_TOKENIZE, R_DETOKENIZE };
@@ -71,6 +84,61 @@ struct conn {
     char *pending;
     size_t pending_len, pending_off;
 };
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sock_set_in_headers(struct http_server *h, struct MHD_Connection *c, bool in_headers) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct sock *sk = ci ? ci->socket_context : NULL;
+    if (!sk) return;
+    pthread_mutex_lock(&h->smu);
+    sk->in_headers = in_headers;
+    sk->t_start = mono_s();
+    pthread_mutex_unlock(&h->smu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    struct http_server *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct sock *sk = ci ? calloc(1, sizeof(*sk)) : NULL;
+        if (!sk) return;    /* no deadline for this one; the idle timeout still holds */
+        sk->fd = ci->connect_fd;
+        sk->t_start = mono_s();
+        sk->in_headers = true;
+        pthread_mutex_lock(&h->smu);
+        sk->next = h->socks;
+        if (h->socks) h->socks->prev = sk;
+        h->socks = sk;
+        pthread_mutex_unlock(&h->smu);
+        *socket_context = sk;
+        return;
+    }
+    struct sock *sk = *socket_context;     /* CLOSED: before libmicrohttpd closes the fd */
+    if (!sk) return;
+    pthread_mutex_lock(&h->smu);
+    if (sk->prev) sk->prev->next = sk->next; else h->socks = sk->next;
+    if (sk->next) sk->next->prev = sk->prev;
+    pthread_mutex_unlock(&h->smu);
+    free(sk);
+    *socket_context = NULL;
+}
+
+void http_close_slow(struct http_server *h) {
+    const double now = mono_s();
+    pthread_mutex_lock(&h->smu);
+    for (struct sock *sk = h->socks; sk; sk = sk->next)
+        if (sk->in_headers && now - sk->t_start > (double)h->cfg.timeout_s) {
+            shutdown(sk->fd, SHUT_RDWR);    /* libmicrohttpd sees EOF and closes it */
+            sk->in_headers = false;
+        }
+    pthread_mutex_unlock(&h->smu);
+}
 
 static void conn_unref(struct conn *k) {
     if (atomic_fetch_sub(&k->refs, 1) != 1) return;
@@ -379,6 +447,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         k->c = c;
         k->route_name = "other";
         *con_cls = k;
+        sock_set_in_headers(h, c, false);
         bool path_known = false;
         for (size_t i = 0; i < sizeof(route_table) / sizeof(route_table[0]); i++) {
             if (strcmp(url, route_table[i].path)) continue;
@@ -436,6 +505,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     struct http_server *h = cls;
     struct conn *k = *con_cls;
+    sock_set_in_headers(h, c, true);    /* keep-alive: the next request's headers */
     if (!k) return;
     *con_cls = NULL;
     pthread_mutex_lock(&k->mu);
@@ -478,6 +548,7 @@ struct http_server *http_start(const struct http_config *cfg, struct sched *s, c
     h->auth = a;
     h->m = m;
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->smu, NULL);
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, h,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -486,10 +557,12 @@ struct http_server *http_start(const struct http_config *cfg, struct sched *s, c
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_END);
     if (!h->d) {
         sp_fail(err, SP_EIO, "http: libmicrohttpd could not start on the listening socket");
         pthread_mutex_destroy(&h->mu);
+        pthread_mutex_destroy(&h->smu);
         free(h);
         return NULL;
     }
@@ -522,5 +595,6 @@ void http_free(struct http_server *h) {
     }
     MHD_stop_daemon(h->d);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->smu);
     free(h);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config/log.h"
+#include "config/progress.h"
 #include "config/settings.h"
 #include "engine/forward.h"
 #include "engine/gguf.h"
@@ -26,11 +27,11 @@
 #include "engine/tokenizer.h"
 #include "scheduler/batcher.h"
 #include "server/auth.h"
+#include "server/buildinfo.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/service.h"
 
-#define SPARROW_VERSION "0.1.0"
 #define MAX_STOPS 8
 
 static double now_s(void) {
@@ -469,15 +470,22 @@ static int cmd_bench(int argc, char **argv) {
             const int n = l->v[i];
             if (n == 0) continue;
             double sum = 0, sum2 = 0;
+            char label[32];
+            snprintf(label, sizeof(label), "%s%d", phase == 0 ? "pp" : "tg", n);
+            struct progress *pg = progress_start(label, (double)n * reps, "tok");
             for (int r = 0; r < reps; r++) {
                 double secs;
                 if (bench_once(f, kv, phase == 0 ? n : 0, phase == 0 ? 0 : n, s->n_vocab, logits, tokens,
-                               &secs, &err) != SP_OK)
+                               &secs, &err) != SP_OK) {
+                    progress_done(pg);
                     goto fail;
+                }
                 const double tps = n / secs;
                 sum += tps;
                 sum2 += tps * tps;
+                progress_update(pg, (double)n * (r + 1));
             }
+            progress_done(pg);
             const double mean = sum / reps;
             const double sd = reps > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / reps) / (reps - 1))) : 0.0;
             if (json)
@@ -546,6 +554,8 @@ static int cmd_serve(int argc, char **argv) {
         return 2;
     }
     log_set_level((enum log_level)cfg.log_level);
+    char build[2048];
+    log_info("%s", buildinfo_line(build, sizeof(build), "; "));
     openblas_set_num_threads((int)cfg.threads);
 
     /* Signals go to the main thread only: block them before any thread starts. */
@@ -614,11 +624,12 @@ static int cmd_serve(int argc, char **argv) {
     /* The main thread: signals, the watchdog (pinged only while the engine
      * loop is alive), status lines. */
     const uint64_t wd = svc_watchdog_usec();
-    const double tick = wd ? (double)wd / 2e6 : 1.0;
+    const double tick = wd && wd < 2000000 ? (double)wd / 2e6 : 1.0;
     for (;;) {
         struct timespec ts = { (time_t)tick, (long)((tick - (time_t)tick) * 1e9) };
         int sig = sigtimedwait(&sigs, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
+        http_close_slow(http);
         if (sig == SIGHUP) { log_info("SIGHUP: nothing to reload (restart to apply new settings)"); continue; }
         struct sched_stats st;
         sched_get_stats(sched, &st);
@@ -676,11 +687,16 @@ static void usage(FILE *out) {
     fprintf(out, "usage: sparrow VERB [flags]   (sparrow VERB --help for its flags)\n\nverbs:\n");
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].help);
+    fprintf(out, "\n  --version  version, git commit, build flags and CPU features\n");
 }
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
-    if (!strcmp(argv[1], "--version")) { printf("sparrow %s\n", SPARROW_VERSION); return 0; }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        char line[2048];
+        puts(buildinfo_line(line, sizeof(line), "\n"));
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name)) return verbs[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "sparrow: unknown verb '%s'\n", argv[1]);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "scheduler/batcher.h"
+#include "server/buildinfo.h"
 
 static const char *const routes[] = { "completions", "chat", "models", "health", "metrics", "tokenize",
                                       "detokenize", "other" };
@@ -133,6 +134,10 @@ char *metrics_render(struct metrics *m, struct sched *s, const char *model) {
     put(&o, "# HELP sparrow_model_info The model being served.\n# TYPE sparrow_model_info gauge\nsparrow_model_info{model=\"");
     put_label(&o, model);
     put(&o, "\"} 1\n");
+    char cpu[256];
+    put(&o, "# HELP sparrow_build_info Version, git commit and CPU features of this binary.\n"
+            "# TYPE sparrow_build_info gauge\nsparrow_build_info{version=\"%s\",commit=\"%s\",cpu=\"%s\"} 1\n",
+        buildinfo_version(), buildinfo_commit(), buildinfo_cpu(cpu, sizeof(cpu), ","));
     put_metric(&o, "sparrow_running_sequences", "gauge", "Sequences generating now.", st.running);
     put_metric(&o, "sparrow_queued_requests", "gauge", "Requests waiting for admission.", st.queued);
     /* Per client (the fair scheduler's view): capped label set. */
