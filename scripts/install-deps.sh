@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
       libsystemd-dev systemd clang libclang-rt-dev python3 python3-requests curl
-      prometheus apache2-utils wrk debhelper lintian gnuplot-nox man-db groff-base)
+      prometheus apache2-utils wrk debhelper lintian gnuplot-nox man-db groff-base haproxy)
 # node + npm run the official openai client in the integration tests; use
 # whatever node the machine has, else Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
