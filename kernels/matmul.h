@@ -9,6 +9,16 @@
  * with the batch width. It stays available for F32 through
  * mm_run_blas(), which callers use only where bit-identity is not promised.)
  *
+ * Kernels: on CPUs with AVX-512 F/BW/VL/VNNI (probed once at first use), the
+ * types with a fast kernel (F32, F16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K; see
+ * kernels/quant_fast.h) run SIMD micro-kernels that read each weight row once
+ * for a tile of up to 8 tokens; every token in a tile follows the same float
+ * operations as when alone, so the guarantee above holds on that path too.
+ * Their sums are ordered differently from quant.c's reference vec_dot (which
+ * stays the fallback and the tests' oracle), so the two paths agree closely
+ * but not bit for bit. Setting the environment variable SPARROW_KERNELS=ref
+ * forces the reference path for the whole process (read once, at first use).
+ *
  * Dimensions: W is n_rows x n_cols (row-major, rows in qtype blocks); x is
  * n_tok x n_cols floats; y is n_tok x n_rows floats.
  * Ownership: all memory is the caller's. Thread-safety: engine thread only

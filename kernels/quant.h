@@ -36,7 +36,8 @@ enum qtype {
     QTYPE_Q6_K = 14,
     QTYPE_Q8_K = 15,
     QTYPE_BF16 = 30,
-    QTYPE_COUNT = 40, /* ids at or past this are invalid */
+    QTYPE_COUNT = 40, /* ggml ids at or past this are invalid; sparrow's own
+                       * (sparse) types start at 64: kernels/sparse_nm.h */
 };
 
 struct qtype_info {

@@ -1,0 +1,452 @@
+/* quant_avx512.c - AVX-512 (F/BW/VL/VNNI) matmul micro-kernels. See
+ * quant_fast.h.
+ *
+ * Every kernel function carries a target attribute, so this file compiles on
+ * any x86-64 gcc/clang whatever -march says; qfast_get() only hands the
+ * kernels out after __builtin_cpu_supports said the CPU runs them.
+ *
+ * Numerics (per weight row r and token t; all of it independent of how many
+ * tokens share a tile call and of the token's slot in it). The float work
+ * follows ggml's AVX2 vec_dot kernels operation for operation, which keeps
+ * the logits close to llama.cpp's:
+ *   - integer block dots are exact (vpdpbusd / vpmaddubsw + vpdpwssd), and
+ *     their int32 lanes are folded to ggml's 8 lanes (lane k = elements
+ *     4k..4k+3 of each 32-element chunk) before anything is rounded;
+ *   - Q8_0/Q4_0/Q5_0: block by block, acc8 = fma(d_w*d_x, lanes, acc8);
+ *   - Q4_K/Q6_K: super-block by super-block, acc8 = fma(d_w*d_x, lanes,
+ *     acc8); Q4_K's mins term acc4 = fma(-d_x*dmin_w, prod4, acc4) from the
+ *     activation's bsums, as ggml;
+ *   - F16/F32: 16 lanes, element i in lane i % 16, one FMA per element
+ *     (activations rounded to F16 for F16 weights, as the reference);
+ *   - lanes reduced by ggml's hsum_float_8 (F16/F32: hsum512), one fixed tree.
+ * The unsigned x signed VNNI products need one operand unsigned: Q8_0-type
+ * activations are stored + 128 and 128 * (lane sums of the weight quants) is
+ * subtracted back, once per weight row for all tokens; K-quant weights are
+ * unsigned already (Q6_K's offset of 32 comes back through the activation's
+ * bsums). All of it in integers, so the result is exactly the signed dot. */
+#include "kernels/quant_fast.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+
+#define QK32 32
+#define QK_K 256
+
+/* Block layouts: ggml's, as in quant.c. */
+struct fb_q4_0 { uint16_t d; uint8_t qs[16]; };
+struct fb_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
+struct fb_q8_0 { uint16_t d; int8_t qs[32]; };
+struct fb_q4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+struct fb_q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+struct fb_q8_K { float d; int8_t qs[256]; int16_t bsums[16]; };
+_Static_assert(sizeof(struct fb_q4_0) == 18, "q4_0");
+_Static_assert(sizeof(struct fb_q5_0) == 22, "q5_0");
+_Static_assert(sizeof(struct fb_q8_0) == 34, "q8_0");
+_Static_assert(sizeof(struct fb_q4_K) == 144, "q4_K");
+_Static_assert(sizeof(struct fb_q6_K) == 210, "q6_K");
+_Static_assert(sizeof(struct fb_q8_K) == 292, "q8_K");
+
+static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+/* IEEE half -> float (exact), inline. */
+INL float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* ------------------------------------------------------------ reductions */
+
+INL float hsum512(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 a = _mm256_add_ps(lo, hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+INL float hsum256(__m256 a) {
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+/* Tile dispatch: NAME##_tile(n, w, act, stride, nt, y, ys) calls IMPL with a
+ * constant token count, so each count gets its own fully unrolled copy. */
+#define TILE_ARGS int64_t n, const void *w, const void *act, size_t as, int nt, float *y, size_t ys
+#define DEF_TILE(NAME, IMPL)                                                          \
+    static TGT void NAME##_tile(TILE_ARGS) {                                          \
+        const uint8_t *a_ = act;                                                      \
+        switch (nt) {                                                                 \
+        case 1: IMPL(1, n, w, a_, as, y, ys); break;                                  \
+        case 2: IMPL(2, n, w, a_, as, y, ys); break;                                  \
+        case 3: IMPL(3, n, w, a_, as, y, ys); break;                                  \
+        case 4: IMPL(4, n, w, a_, as, y, ys); break;                                  \
+        case 5: IMPL(5, n, w, a_, as, y, ys); break;                                  \
+        case 6: IMPL(6, n, w, a_, as, y, ys); break;                                  \
+        case 7: IMPL(7, n, w, a_, as, y, ys); break;                                  \
+        case 8: IMPL(8, n, w, a_, as, y, ys); break;                                  \
+        default: break;                                                               \
+        }                                                                             \
+    }
+
+/* ------------------------------------------- Q8_0 / Q4_0 / Q5_0 weights */
+
+/* Prepared Q8_0 activation row of nb 32-blocks:
+ *   xu[nb * 32]   the reference Q8_0 quants + 128 (so unsigned)
+ *   d8[nb * 8]    float block scale (the reference's f16, widened), 8 times
+ * With x + 128 unsigned and the weight quants signed, vpdpbusd gives
+ * sum (x+128) w, and the weight-only term 128 sum w (computed once per row
+ * for all tokens) is subtracted back: exact, and the int32 lanes are those of
+ * ggml's AVX2 mul_sum_i8_pairs_float (lane k = elements 4k..4k+3). */
+static size_t q0_act_bytes(int64_t n) { return round64((size_t)(n / QK32) * 64); }
+
+static void q0_act_prep(const float *x, int64_t n, void *dst) {
+    const struct qtype_info *q8 = qtype_get(QTYPE_Q8_0);
+    const int64_t nb = n / QK32;
+    uint8_t *xu = dst;
+    float *d8 = (float *)(xu + nb * 32);
+    for (int64_t b = 0; b < nb; b++) {
+        struct fb_q8_0 blk;
+        q8->from_float(x + b * QK32, &blk, QK32);
+        for (int i = 0; i < 32; i++) xu[b * 32 + i] = (uint8_t)(blk.qs[i] + 128);
+        const float d = qt_f16_to_f32(blk.d);
+        for (int l = 0; l < 8; l++) d8[b * 8 + l] = d;
+    }
+}
+
+/* Signed weight quants of block b, 32 bytes in element order. */
+INL __m256i q8_0_block(const struct fb_q8_0 *W, int64_t b) {
+    return _mm256_loadu_si256((const __m256i *)W[b].qs);
+}
+
+INL __m256i q4_0_nibbles(const uint8_t *q) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q);
+    const __m256i lh = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(lh, _mm256_set1_epi8(0x0F));
+}
+
+INL __m256i q4_0_block(const struct fb_q4_0 *W, int64_t b) {
+    return _mm256_sub_epi8(q4_0_nibbles(W[b].qs), _mm256_set1_epi8(8));
+}
+
+INL __m256i q5_0_block(const struct fb_q5_0 *W, int64_t b) {
+    uint32_t h;
+    memcpy(&h, W[b].qh, 4);
+    __m256i v = q4_0_nibbles(W[b].qs);
+    v = _mm256_mask_add_epi8(v, (__mmask32)h, v, _mm256_set1_epi8(16));
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+}
+
+/* kind: 0 Q8_0, 1 Q4_0, 2 Q5_0. Per token: ggml's AVX2 loop, block by block
+ * acc = fma(d_w*d_x, lanes, acc) on 8 lanes, then hsum_float_8. */
+INL void q0_impl(const int NT, const int kind, int64_t n, const void *w, const uint8_t *act,
+                 size_t as, float *y, size_t ys) {
+    const int64_t nb = n / QK32;
+    const __m256i u128 = _mm256_set1_epi8(-128);
+    __m256 acc[QFAST_MAX_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m512i u128z = _mm512_set1_epi8(-128);
+    int64_t b = 0;
+    /* Two blocks per 512-bit integer step; the float steps stay ggml's, one
+     * 8-lane FMA per block in block order (lo half, then hi half). */
+    for (; b + 1 < nb; b += 2) {
+        __m256i wa, wb;
+        uint16_t ha, hb;
+        if (kind == 0) {
+            wa = q8_0_block(w, b); wb = q8_0_block(w, b + 1);
+            ha = ((const struct fb_q8_0 *)w)[b].d; hb = ((const struct fb_q8_0 *)w)[b + 1].d;
+        } else if (kind == 1) {
+            wa = q4_0_block(w, b); wb = q4_0_block(w, b + 1);
+            ha = ((const struct fb_q4_0 *)w)[b].d; hb = ((const struct fb_q4_0 *)w)[b + 1].d;
+        } else {
+            wa = q5_0_block(w, b); wb = q5_0_block(w, b + 1);
+            ha = ((const struct fb_q5_0 *)w)[b].d; hb = ((const struct fb_q5_0 *)w)[b + 1].d;
+        }
+        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(wa), wb, 1);
+        const __m512i negc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128z, wv));
+        const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(ha)), _mm512_set1_ps(h2f(hb)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *a = act + (size_t)t * as;
+            const __m512i s = _mm512_dpbusd_epi32(negc, _mm512_loadu_si512(a + b * 32), wv);
+            const __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps((const float *)(a + nb * 32 + b * 32)));
+            const __m512 q = _mm512_cvtepi32_ps(s);
+            acc[t] = _mm256_fmadd_ps(_mm512_castps512_ps256(d), _mm512_castps512_ps256(q), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)),
+                                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(q), 1)), acc[t]);
+        }
+    }
+    for (; b < nb; b++) { /* an odd last block: the same float steps */
+        __m256i wv;
+        uint16_t dh;
+        if (kind == 0) { wv = q8_0_block(w, b); dh = ((const struct fb_q8_0 *)w)[b].d; }
+        else if (kind == 1) { wv = q4_0_block(w, b); dh = ((const struct fb_q4_0 *)w)[b].d; }
+        else { wv = q5_0_block(w, b); dh = ((const struct fb_q5_0 *)w)[b].d; }
+        const __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                              _mm256_dpbusd_epi32(_mm256_setzero_si256(), u128, wv));
+        const __m256 dw = _mm256_set1_ps(h2f(dh));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *a = act + (size_t)t * as;
+            const __m256i s = _mm256_dpbusd_epi32(negc, _mm256_loadu_si256((const __m256i *)(a + b * 32)), wv);
+            const __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + nb * 32 + b * 32)));
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) y[(size_t)t * ys] = hsum256(acc[t]);
+}
+
+#define Q8_0_IMPL(NT, n, w, a, as, y, ys) q0_impl(NT, 0, n, w, a, as, y, ys)
+#define Q4_0_IMPL(NT, n, w, a, as, y, ys) q0_impl(NT, 1, n, w, a, as, y, ys)
+#define Q5_0_IMPL(NT, n, w, a, as, y, ys) q0_impl(NT, 2, n, w, a, as, y, ys)
+DEF_TILE(q8_0, Q8_0_IMPL)
+DEF_TILE(q4_0, Q4_0_IMPL)
+DEF_TILE(q5_0, Q5_0_IMPL)
+
+/* ------------------------------------------------------- Q4_K / Q6_K */
+
+/* K-quant activations are plain Q8_K blocks (the reference quantizer). */
+static size_t qk_act_bytes(int64_t n) { return round64((size_t)(n / QK_K) * sizeof(struct fb_q8_K)); }
+
+static void qk_act_prep(const float *x, int64_t n, void *dst) {
+    qtype_get(QTYPE_Q8_K)->from_float(x, dst, n);
+}
+
+INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
+                   float *y, size_t ys) {
+    const struct fb_q4_K *W = wp;
+    const int64_t nb = n / QK_K;
+    __m256 acc[QFAST_MAX_TOK];
+    __m128 accm[QFAST_MAX_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        /* ggml's unpacking of the 12 scale bytes: u[0..1] = 8 scales,
+         * u[2..3] = 8 mins, one byte each. */
+        uint32_t u[4];
+        memcpy(u, W[b].scales, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+        const uint32_t mlo = u[1] & 0x3f3f3f3fu;
+        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+        u[2] = mlo;
+        u[0] &= 0x3f3f3f3fu;
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
+        const __m128i mins8 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+        const __m512i sc512 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(sm)); /* low 16 used */
+        __m512i scv[4], wv[4];
+        for (int g = 0; g < 4; g++) {
+            /* int16 slot s of 64-element group g: sub-block 2g + s/16 */
+            const short i0 = (short)(2 * g), i1 = (short)(2 * g + 1);
+            const __m512i idx = _mm512_set_epi16(
+                i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1, i1,
+                i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0, i0);
+            scv[g] = _mm512_permutexvar_epi16(idx, sc512);
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m512i q = _mm512_loadu_si512(W[b].qs + 64 * h);
+            const __m512i lo = _mm512_and_si512(q, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            wv[2 * h] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+            wv[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        const float dw = h2f(W[b].d), dmw = h2f(W[b].dmin);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const struct fb_q8_K *X = (const struct fb_q8_K *)(act + (size_t)t * as) + b;
+            __m512i s0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                _mm512_maddubs_epi16(wv[0], _mm512_loadu_si512(X->qs)), scv[0]);
+            __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                _mm512_maddubs_epi16(wv[1], _mm512_loadu_si512(X->qs + 64)), scv[1]);
+            s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(wv[2], _mm512_loadu_si512(X->qs + 128)), scv[2]);
+            s1 = _mm512_dpwssd_epi32(s1, _mm512_maddubs_epi16(wv[3], _mm512_loadu_si512(X->qs + 192)), scv[3]);
+            /* ggml: bsums of each 32 (hadd), times the mins, 4 lanes */
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)X->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums),
+                                               _mm256_extracti128_si256(q8sums, 1));
+            const __m128i prod = _mm_madd_epi16(mins8, q8s);
+            const __m512i s = _mm512_add_epi32(s0, s1);
+            const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * X->d), _mm256_cvtepi32_ps(s8), acc[t]);
+            accm[t] = _mm_fmadd_ps(_mm_set1_ps(-X->d * dmw), _mm_cvtepi32_ps(prod), accm[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        __m128 m = accm[t];
+        m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[(size_t)t * ys] = hsum256(acc[t]) + _mm_cvtss_f32(m);
+    }
+}
+
+INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
+                   float *y, size_t ys) {
+    const struct fb_q6_K *W = wp;
+    const int64_t nb = n / QK_K;
+    __m256 acc[QFAST_MAX_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sh0 = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+    const __m512i sh1 = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i wv[4], scv[4];
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512(W[b].ql + 64 * h);
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(W[b].qh + 32 * h)));
+            const __m512i lo = _mm512_and_si512(ql, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
+            const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi64(qh, sh0), 4), m30);
+            const __m512i h1 = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi64(qh, sh1), 4), m30);
+            wv[2 * h] = _mm512_or_si512(lo, h0);
+            wv[2 * h + 1] = _mm512_or_si512(hi, h1);
+        }
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)W[b].scales));
+        const __m512i sc512 = _mm512_inserti64x4(_mm512_setzero_si512(), sc16, 0);
+        for (int g = 0; g < 4; g++) {
+            /* int16 slot s of group g covers elements 64g + 2s, +1: scale 4g + s/8 */
+            const short i0 = (short)(4 * g);
+            const __m512i idx = _mm512_set_epi16(
+                i0 + 3, i0 + 3, i0 + 3, i0 + 3, i0 + 3, i0 + 3, i0 + 3, i0 + 3,
+                i0 + 2, i0 + 2, i0 + 2, i0 + 2, i0 + 2, i0 + 2, i0 + 2, i0 + 2,
+                i0 + 1, i0 + 1, i0 + 1, i0 + 1, i0 + 1, i0 + 1, i0 + 1, i0 + 1,
+                i0, i0, i0, i0, i0, i0, i0, i0);
+            scv[g] = _mm512_permutexvar_epi16(idx, sc512);
+        }
+        const float dw = h2f(W[b].d);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const struct fb_q8_K *X = (const struct fb_q8_K *)(act + (size_t)t * as) + b;
+            /* -32 * sum_g scale_g * bsum_g: the offset of the unsigned quants */
+            const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)X->bsums), sc16);
+            const __m512i init = _mm512_inserti64x4(_mm512_setzero_si512(),
+                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5)), 0);
+            __m512i s0 = _mm512_dpwssd_epi32(init,
+                _mm512_maddubs_epi16(wv[0], _mm512_loadu_si512(X->qs)), scv[0]);
+            __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                _mm512_maddubs_epi16(wv[1], _mm512_loadu_si512(X->qs + 64)), scv[1]);
+            s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(wv[2], _mm512_loadu_si512(X->qs + 128)), scv[2]);
+            s1 = _mm512_dpwssd_epi32(s1, _mm512_maddubs_epi16(wv[3], _mm512_loadu_si512(X->qs + 192)), scv[3]);
+            const __m512i s = _mm512_add_epi32(s0, s1);
+            const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(X->d * dw), _mm256_cvtepi32_ps(s8), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) y[(size_t)t * ys] = hsum256(acc[t]);
+}
+
+DEF_TILE(q4_K, q4_K_impl)
+DEF_TILE(q6_K, q6_K_impl)
+
+/* ------------------------------------------------------------ F16 / F32 */
+
+/* Float activations padded with zeros to a multiple of 16 elements; for F16
+ * weights each value is first rounded to F16 (the reference's activation). */
+static size_t f_act_bytes(int64_t n) { return (size_t)((n + 15) & ~(int64_t)15) * sizeof(float); }
+
+static TGT void f32_act_prep(const float *x, int64_t n, void *dst) {
+    memset(dst, 0, f_act_bytes(n));
+    memcpy(dst, x, (size_t)n * sizeof(float));
+}
+
+static TGT void f16_act_prep(const float *x, int64_t n, void *dst) {
+    float *d = dst;
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t left = n - i;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(h));
+    }
+}
+
+/* kind 0: F32 weights, 1: F16 weights. */
+INL void f_impl(const int NT, const int kind, int64_t n, const void *w, const uint8_t *act,
+                size_t as, float *y, size_t ys) {
+    __m512 acc[QFAST_MAX_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t left = n - i;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const __m512 wv = kind == 0
+            ? _mm512_maskz_loadu_ps(m, (const float *)w + i)
+            : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const float *x = (const float *)(act + (size_t)t * as);
+            acc[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + i), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) y[(size_t)t * ys] = hsum512(acc[t]);
+}
+
+#define F32_IMPL(NT, n, w, a, as, y, ys) f_impl(NT, 0, n, w, a, as, y, ys)
+#define F16_IMPL(NT, n, w, a, as, y, ys) f_impl(NT, 1, n, w, a, as, y, ys)
+DEF_TILE(f32, F32_IMPL)
+DEF_TILE(f16, F16_IMPL)
+
+/* ------------------------------------------------------------- dispatch */
+
+static const struct qfast k_q8_0 = {"avx512-q8_0", 8, q0_act_bytes, q0_act_prep, q8_0_tile};
+static const struct qfast k_q4_0 = {"avx512-q4_0", 8, q0_act_bytes, q0_act_prep, q4_0_tile};
+static const struct qfast k_q5_0 = {"avx512-q5_0", 8, q0_act_bytes, q0_act_prep, q5_0_tile};
+static const struct qfast k_q4_K = {"avx512-q4_K", 4, qk_act_bytes, qk_act_prep, q4_K_tile};
+static const struct qfast k_q6_K = {"avx512-q6_K", 4, qk_act_bytes, qk_act_prep, q6_K_tile};
+static const struct qfast k_f16 = {"avx512-f16", 8, f_act_bytes, f16_act_prep, f16_tile};
+static const struct qfast k_f32 = {"avx512-f32", 8, f_act_bytes, f32_act_prep, f32_tile};
+
+static int cpu_ok, env_ref;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe(void) {
+    __builtin_cpu_init();
+    cpu_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+             __builtin_cpu_supports("fma");
+    const char *e = getenv("SPARROW_KERNELS");
+    env_ref = e && strcmp(e, "ref") == 0;
+}
+
+const struct qfast *qfast_get_cpu(enum qtype wtype) {
+    pthread_once(&probe_once, probe);
+    if (!cpu_ok) return NULL;
+    switch (wtype) {
+    case QTYPE_Q8_0: return &k_q8_0;
+    case QTYPE_Q4_0: return &k_q4_0;
+    case QTYPE_Q5_0: return &k_q5_0;
+    case QTYPE_Q4_K: return &k_q4_K;
+    case QTYPE_Q6_K: return &k_q6_K;
+    case QTYPE_F16: return &k_f16;
+    case QTYPE_F32: return &k_f32;
+    default: return NULL;
+    }
+}
+
+const struct qfast *qfast_get(enum qtype wtype) {
+    pthread_once(&probe_once, probe);
+    return env_ref ? NULL : qfast_get_cpu(wtype);
+}
+
+#else /* not x86: no fast kernels */
+
+const struct qfast *qfast_get_cpu(enum qtype wtype) { (void)wtype; return NULL; }
+const struct qfast *qfast_get(enum qtype wtype) { (void)wtype; return NULL; }
+
+#endif
