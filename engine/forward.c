@@ -108,7 +108,11 @@ struct attn_job {
     int layer;
 };
 
-/* Task i = (token i / n_head, head i % n_head). */
+/* Task i = (token zigzag(i / n_head), head i % n_head). A token's cost grows
+ * with its position, so tokens are taken in the order 0, T-1, 1, T-2, ...:
+ * every contiguous slice a thread gets then holds short and long ones alike. */
+static int zigzag(int k, int n) { return k % 2 == 0 ? k / 2 : n - 1 - k / 2; }
+
 static void attn_tasks(void *ctx, int begin, int end, int thread) {
     const struct attn_job *j = ctx;
     const struct model_shape *s = model_shape(j->f->m);
@@ -117,7 +121,7 @@ static void attn_tasks(void *ctx, int begin, int end, int thread) {
     void *scratch = j->f->attn_scratch + (size_t)thread * j->f->attn_bytes;
     const size_t Q = (size_t)s->n_head * hd;
     for (int i = begin; i < end; i++) {
-        const int t = i / s->n_head, h = i % s->n_head;
+        const int t = zigzag(i / s->n_head, j->b->n_tokens), h = i % s->n_head;
         struct attn_kv view;
         kv_view(j->kv, j->layer, j->b->seq[t], j->b->pos[t] + 1, &view);
         attn_head(j->f->q + t * Q + (size_t)h * hd, hd, h / group, &view, scale,

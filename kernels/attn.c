@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/quant.h"
 
@@ -14,11 +16,81 @@ static const uint16_t *kv_row(const uint16_t *base, const struct attn_kv *kv, in
 
 unsigned long attn_scratch_bytes(int n_tokens, int head_dim) {
     return (unsigned long)n_tokens * (sizeof(float) + sizeof(uint16_t)) +
-           (unsigned long)head_dim * (sizeof(uint16_t) + sizeof(float)) + 64;
+           (unsigned long)(head_dim + 16) * (sizeof(uint16_t) + sizeof(float)) + 64;
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* The same steps with 16 lanes: K and V rows converted 16 halves at a time,
+ * q.k by FMA in lanes then one horizontal sum per key (ggml's F16 dot works
+ * the same way). Masked loads cover head dims that are not multiples of 16. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
+static void attn_head_avx512(const float *q, int head_dim, int kv_head, const struct attn_kv *kv, float scale,
+                             float *out, void *scratch) {
+    const int n = kv->n_tokens;
+    float *score = scratch;
+    float *qf = score + n;
+    uint16_t *p16 = (uint16_t *)(qf + head_dim + 16);
+    const size_t off = (size_t)kv_head * (size_t)head_dim;
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 m = head_dim - d >= 16 ? 0xFFFF : (__mmask16)((1u << (head_dim - d)) - 1);
+        __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, q + d), _MM_FROUND_TO_NEAREST_INT);
+        _mm512_mask_storeu_ps(qf + d, m, _mm512_cvtph_ps(h));
+    }
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        const uint16_t *k = kv_row(kv->k_base, kv, i) + off;
+        __m512 acc = _mm512_setzero_ps();
+        for (int d = 0; d < head_dim; d += 16) {
+            const __mmask16 m = head_dim - d >= 16 ? 0xFFFF : (__mmask16)((1u << (head_dim - d)) - 1);
+            __m512 kf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, k + d));
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qf + d), kf, acc);
+        }
+        const float sc = _mm512_reduce_add_ps(acc) * scale;
+        score[i] = sc;
+        if (sc > max) max = sc;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float e = expf(score[i] - max);
+        score[i] = e;
+        sum += (double)e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) p16[i] = qt_f32_to_f16(score[i] * inv);
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 m = head_dim - d >= 16 ? 0xFFFF : (__mmask16)((1u << (head_dim - d)) - 1);
+        __m512 acc = _mm512_setzero_ps();
+        for (int i = 0; i < n; i++) {
+            const uint16_t *v = kv_row(kv->v_base, kv, i) + off + d;
+            const __m512 p = _mm512_set1_ps(qt_f16_to_f32(p16[i]));
+            acc = _mm512_fmadd_ps(p, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, v)), acc);
+        }
+        _mm512_mask_storeu_ps(out + d, m, acc);
+    }
+}
+#endif
+
+static void attn_head_ref(const float *q, int head_dim, int kv_head, const struct attn_kv *kv,
+                          float scale, float *out, void *scratch);
 
 void attn_head(const float *q, int head_dim, int kv_head, const struct attn_kv *kv,
                float scale, float *out, void *scratch) {
+#if defined(__x86_64__)
+    static int fast = -1;   /* decided once; same answer on every call */
+    if (fast < 0) {
+        const char *k = getenv("SPARROW_KERNELS");
+        fast = !(k && !strcmp(k, "ref")) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+    }
+    if (fast) { attn_head_avx512(q, head_dim, kv_head, kv, scale, out, scratch); return; }
+#endif
+    attn_head_ref(q, head_dim, kv_head, kv, scale, out, scratch);
+}
+
+static void attn_head_ref(const float *q, int head_dim, int kv_head, const struct attn_kv *kv,
+                          float scale, float *out, void *scratch) {
     const int n = kv->n_tokens;
     float *score = scratch;                          /* [n] */
     float *qf = score + n;                           /* [head_dim]: q rounded to F16 */
