@@ -405,6 +405,26 @@ struct gguf_str gguf_get_arr_str(const struct gguf *g, const char *key, uint64_t
     return g->kvs[k].strs[i];
 }
 
+void gguf_kv_at(const struct gguf *g, int64_t i, struct gguf_kv_view *out) {
+    const struct gguf_kv *kv = &g->kvs[i];
+    *out = (struct gguf_kv_view){ .key = kv->key, .type = kv->type, .str = kv->str };
+    if (kv->type == GGUF_TYPE_ARRAY) {
+        out->elem_type = kv->elem_type;
+        out->n = kv->n_elems;
+        out->data = kv->elem_type == GGUF_TYPE_STRING ? NULL : (const void *)kv->value;
+    } else if (kv->type != GGUF_TYPE_STRING) {
+        out->data = kv->value;
+    }
+}
+
+struct gguf_str gguf_kv_arr_str(const struct gguf *g, int64_t i, uint64_t j) {
+    struct gguf_str none = { "", 0 };
+    if (!g->kvs[i].strs || j >= g->kvs[i].n_elems) return none;
+    return g->kvs[i].strs[j];
+}
+
+uint32_t gguf_alignment(const struct gguf *g) { return g->alignment; }
+
 const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, uint64_t i) {
     return i < g->n_tensors ? &g->tensors[i] : NULL;
 }

@@ -70,6 +70,24 @@ int gguf_get_arr(const struct gguf *g, const char *key, enum gguf_type *elem_typ
 /* i-th string of a string array (i < n checked by the caller via gguf_get_arr). */
 struct gguf_str gguf_get_arr_str(const struct gguf *g, const char *key, uint64_t i);
 
+/* Raw view of metadata entry i (0 <= i < gguf_n_kv), for copying it whole
+ * (engine/gguf_write.c): scalars: data -> the little-endian value bytes;
+ * strings: str; arrays: elem_type, n and data (the packed elements, NULL for
+ * arrays of strings: read them with gguf_kv_arr_str). */
+struct gguf_kv_view {
+    struct gguf_str key;
+    enum gguf_type type;
+    const void *data;
+    struct gguf_str str;
+    enum gguf_type elem_type;
+    uint64_t n;
+};
+void gguf_kv_at(const struct gguf *g, int64_t i, struct gguf_kv_view *out);
+/* j-th string of the string array at entry i (j < n checked by the caller). */
+struct gguf_str gguf_kv_arr_str(const struct gguf *g, int64_t i, uint64_t j);
+/* Bytes the data section is aligned to (general.alignment, default 32). */
+uint32_t gguf_alignment(const struct gguf *g);
+
 const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, uint64_t i);
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
 

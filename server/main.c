@@ -18,10 +18,12 @@
 #include "config/log.h"
 #include "config/progress.h"
 #include "config/settings.h"
+#include "engine/convert.h"
 #include "engine/forward.h"
 #include "engine/gguf.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
+#include "engine/perplexity.h"
 #include "engine/sampler.h"
 #include "engine/stop.h"
 #include "engine/tokenizer.h"
@@ -31,6 +33,7 @@
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/service.h"
+#include "kernels/sparse_nm.h"
 
 #define MAX_STOPS 8
 
@@ -510,6 +513,133 @@ out:
     return status;
 }
 
+/* --- quantize, sparsify, perplexity --------------------------------------- */
+
+static void print_convert_stats(const char *verb, const char *out, const struct convert_stats *st) {
+    fprintf(stderr, "sparrow %s: wrote %s: %d tensors converted, %d fell back to another type, %d copied; "
+            "%.2f MiB -> %.2f MiB of tensor data\n", verb, out, st->n_converted, st->n_fallback, st->n_copied,
+            st->bytes_in / 1048576.0, st->bytes_out / 1048576.0);
+}
+
+static int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *type = NULL;
+    int threads = 2;
+    const struct flag flags[] = {
+        { "-m", "--model", FLAG_STR, &in, "input GGUF model (required)" },
+        { "-o", "--output", FLAG_STR, &out, "output GGUF file (required)" },
+        { NULL, "--type", FLAG_STR, &type, "target type: f32 f16 bf16 q8_0 q4_0 q5_0 q4_k q6_k (required)" },
+        { "-t", "--threads", FLAG_INT, &threads, "conversion threads (default 2)" },
+        { NULL, NULL, 0, NULL, NULL },
+    };
+    int pr = parse_flags("quantize", flags, argc, argv);
+    if (pr > 0) {
+        print_help("quantize", "Convert every 2-D weight to one type (decoded to float, re-encoded with ggml's\n"
+                   "reference quantizer); norms and metadata are copied. A row length the type's block\n"
+                   "does not divide falls back as llama-quantize does: q4_k -> q5_0, q6_k -> q8_0, else f16.", flags);
+        return 0;
+    }
+    if (pr < 0) return 2;
+    if (!in || !out || !type) { fprintf(stderr, "sparrow quantize: -m IN, -o OUT and --type are required\n"); return 2; }
+    int t = convert_type_by_name(type);
+    if (t < 0) { fprintf(stderr, "sparrow quantize: unknown --type '%s'\n", type); return 2; }
+    struct convert_opts o = { .type = (uint32_t)t, .threads = threads };
+    struct convert_stats st;
+    struct sp_err err = {0};
+    if (convert_model(in, out, &o, &st, &err) != SP_OK) { fprintf(stderr, "sparrow quantize: %s\n", err.msg); return 1; }
+    print_convert_stats("quantize", out, &st);
+    return 0;
+}
+
+static int cmd_sparsify(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *format = "2:4", *method = "magnitude", *skip = NULL;
+    int threads = 2;
+    const struct flag flags[] = {
+        { "-m", "--model", FLAG_STR, &in, "input GGUF model (required)" },
+        { "-o", "--output", FLAG_STR, &out, "output GGUF file (required)" },
+        { NULL, "--format", FLAG_STR, &format, "sparse format: 2:4 (default 2:4)" },
+        { NULL, "--method", FLAG_STR, &method, "pruning method: magnitude (default magnitude)" },
+        { NULL, "--skip-layers", FLAG_STR, &skip, "layers left dense, comma-separated (e.g. 0,5)" },
+        { "-t", "--threads", FLAG_INT, &threads, "conversion threads (default 2)" },
+        { NULL, NULL, 0, NULL, NULL },
+    };
+    int pr = parse_flags("sparsify", flags, argc, argv);
+    if (pr > 0) {
+        print_help("sparsify", "Prune the per-layer weight matrices to N:M sparsity and store them compressed\n"
+                   "(2:4: type s24_f16, F16 kept values; see docs/formats.md). token_embd, output and\n"
+                   "the norms stay as they are, and so does a matrix whose row length is not a multiple of 32.", flags);
+        return 0;
+    }
+    if (pr < 0) return 2;
+    if (!in || !out) { fprintf(stderr, "sparrow sparsify: -m IN and -o OUT are required\n"); return 2; }
+    if (strcmp(format, "2:4") != 0) { fprintf(stderr, "sparrow sparsify: --format '%s' is not supported (2:4 is)\n", format); return 2; }
+    if (strcmp(method, "magnitude") != 0) { fprintf(stderr, "sparrow sparsify: --method '%s' is not supported (magnitude is)\n", method); return 2; }
+    struct int_list sl = { .n = 0 };
+    if (skip && parse_int_list(skip, &sl)) { fprintf(stderr, "sparrow sparsify: bad --skip-layers '%s'\n", skip); return 2; }
+    struct convert_opts o = { .type = QTYPE_S24_F16, .layers_only = true, .skip_layers = sl.v, .n_skip_layers = sl.n,
+                              .sparse_format = format, .sparse_method = method, .threads = threads };
+    struct convert_stats st;
+    struct sp_err err = {0};
+    if (convert_model(in, out, &o, &st, &err) != SP_OK) { fprintf(stderr, "sparrow sparsify: %s\n", err.msg); return 1; }
+    print_convert_stats("sparsify", out, &st);
+    return 0;
+}
+
+static void ppl_print(void *ctx, int chunk, int n_chunk, double running) {
+    (void)ctx;
+    printf("[%d]%.4f,", chunk, running);
+    if (chunk == n_chunk) putchar('\n');
+    fflush(stdout);
+}
+
+static int cmd_perplexity(int argc, char **argv) {
+    const char *model = NULL, *file = NULL;
+    int ctx = 0, chunks = 0, threads = 2, batch = 0;
+    const struct flag flags[] = {
+        { "-m", "--model", FLAG_STR, &model, "GGUF model file (required)" },
+        { "-f", "--file", FLAG_STR, &file, "text file to score (required)" },
+        { "-c", "--ctx-size", FLAG_INT, &ctx, "tokens per chunk (default: min(512, the model's context))" },
+        { NULL, "--chunks", FLAG_INT, &chunks, "score only the first N chunks (default: all)" },
+        { "-b", "--batch-size", FLAG_INT, &batch, "tokens per forward pass (default: min(ctx, 512))" },
+        { "-t", "--threads", FLAG_INT, &threads, "worker threads (default 2)" },
+        { NULL, NULL, 0, NULL, NULL },
+    };
+    int pr = parse_flags("perplexity", flags, argc, argv);
+    if (pr > 0) {
+        print_help("perplexity", "Perplexity over a text as llama-perplexity computes it: non-overlapping chunks of\n"
+                   "ctx tokens, each starting with BOS, the second half of each chunk scored; prints the\n"
+                   "running value after each chunk, then the final estimate.", flags);
+        return 0;
+    }
+    if (pr < 0) return 2;
+    if (!model || !file) { fprintf(stderr, "sparrow perplexity: -m MODEL and -f FILE are required\n"); return 2; }
+    FILE *fp = fopen(file, "rb");
+    if (!fp) { fprintf(stderr, "sparrow perplexity: cannot open '%s': %s\n", file, strerror(errno)); return 1; }
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    for (size_t r; text && (r = fread(text + len, 1, cap - len, fp)) > 0;) {
+        len += r;
+        if (len == cap) { char *t = realloc(text, cap *= 2); if (!t) { free(text); text = NULL; } else text = t; }
+    }
+    fclose(fp);
+    if (!text) { fprintf(stderr, "sparrow perplexity: out of memory\n"); return 1; }
+    struct sp_err err = {0};
+    struct model *m = model_load(model, &err);
+    struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
+    struct ppl_result res;
+    double t0 = now_s();
+    int rc = tok ? ppl_run(m, tok, text, len, ctx, chunks, batch, threads, ppl_print, NULL, &res, &err) : SP_EINVAL;
+    if (rc == SP_OK)
+        printf("Final estimate: PPL = %.4f +/- %.5f\n"
+               "(%s; %d tokens, %d chunks of %d, %d scored, %.1f s)\n", res.ppl, res.ppl_err, model_desc(m),
+               res.n_tokens, res.n_chunk, res.n_ctx, res.n_scored, now_s() - t0);
+    else
+        fprintf(stderr, "sparrow perplexity: %s\n", err.msg);
+    tok_free(tok);
+    model_free(m);
+    free(text);
+    return rc == SP_OK ? 0 : 1;
+}
+
 /* --- serve ---------------------------------------------------------------- */
 
 static void *engine_main(void *arg) {
@@ -681,12 +811,15 @@ static const struct verb {
     { "serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API" },
     { "run", cmd_run, "generate text for one prompt" },
     { "bench", cmd_bench, "measure prompt and generation speed" },
+    { "perplexity", cmd_perplexity, "perplexity of the model over a text file" },
+    { "quantize", cmd_quantize, "convert a GGUF's weights to another type" },
+    { "sparsify", cmd_sparsify, "prune a GGUF's layer weights to 2:4 sparsity" },
 };
 
 static void usage(FILE *out) {
     fprintf(out, "usage: sparrow VERB [flags]   (sparrow VERB --help for its flags)\n\nverbs:\n");
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].help);
+        fprintf(out, "  %-10s %s\n", verbs[i].name, verbs[i].help);
     fprintf(out, "\n  --version  version, git commit, build flags and CPU features\n");
 }
 
