@@ -1,6 +1,8 @@
 /* progress.c - see progress.h. */
 #include "config/progress.h"
 
+#include "config/clock.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +19,6 @@ struct progress {
     bool tty, shown;
 };
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 struct progress *progress_start(const char *label, double total, const char *unit) {
     const char *env = getenv("SPARROW_PROGRESS");
     if (env && !strcmp(env, "0")) return NULL;
@@ -34,13 +30,13 @@ struct progress *progress_start(const char *label, double total, const char *uni
     p->tty = (env && !strcmp(env, "1")) || isatty(STDERR_FILENO);
     const char *iv = getenv("SPARROW_PROGRESS_INTERVAL_S");
     p->interval = p->tty ? TTY_INTERVAL_S : iv && atof(iv) > 0 ? atof(iv) : LOG_INTERVAL_S;
-    p->t0 = p->last = mono_s();
+    p->t0 = p->last = sp_now();
     return p;
 }
 
 void progress_update(struct progress *p, double done) {
     if (!p) return;
-    const double now = mono_s(), dt = now - p->t0;
+    const double now = sp_now(), dt = now - p->t0;
     if (now - p->last < p->interval && (p->shown || !p->tty)) return;
     p->last = now;
     p->shown = true;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config/clock.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -58,12 +59,6 @@ struct sched {
 #endif
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 struct sched *sched_create(const struct model *m, const struct tokenizer *tok, const struct sched_config *cfg,
                            struct sp_err *err) {
     if (cfg->max_running < 1 || cfg->max_batch_tokens < 1 || cfg->n_ctx < 2) {
@@ -99,7 +94,7 @@ struct sched *sched_create(const struct model *m, const struct tokenizer *tok, c
     for (int i = 0; i < cfg->max_running; i++)
         if (!(s->slots[i].smp = sampler_create(&sp, s->n_vocab, err))) goto fail;
     s->st.kv = kv_get_stats(s->kv);
-    s->st.heartbeat = now_s();
+    s->st.heartbeat = sp_now();
     s->pub = s->st;
     return s;
 fail:
@@ -432,7 +427,7 @@ static void fault_stall(struct sched *s) {
 
 static void publish_stats(struct sched *s) {
     s->st.kv = kv_get_stats(s->kv);
-    s->st.heartbeat = now_s();
+    s->st.heartbeat = sp_now();
     pthread_mutex_lock(&s->mu);
     s->pub = s->st;
     pthread_mutex_unlock(&s->mu);

@@ -1,6 +1,8 @@
 /* request.c - see request.h. */
 #include "scheduler/request.h"
 
+#include "config/clock.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,12 +38,6 @@ struct request {
 };
 
 static atomic_uint_fast64_t next_request_id = 1;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 struct request *req_create(const int32_t *prompt, int n_prompt, const struct req_params *p, const char *client,
                            struct sp_err *err) {
@@ -79,7 +75,7 @@ struct request *req_create(const int32_t *prompt, int n_prompt, const struct req
     if (!r->tokens || !r->out_ids || (p->n_logprobs >= 0 && !r->lp) || !r->text) goto nomem;
     memcpy(r->tokens, prompt, sizeof(int32_t) * (size_t)n_prompt);
     pthread_mutex_init(&r->mu, NULL);
-    r->t_submit = now_s();
+    r->t_submit = sp_now();
     return r;
 nomem:
     if (r) { free(r->tokens); free(r->out_ids); free(r->lp); free(r->text); free(r); }
@@ -179,7 +175,7 @@ int req_append(struct request *r, int32_t id, const char *piece, size_t piece_le
     }
     r->n_generated++;
     r->tokens[r->n_tokens++] = id;
-    r->t_last = now_s();
+    r->t_last = sp_now();
     if (r->t_first == 0) r->t_first = r->t_last;
 out:
     pthread_mutex_unlock(&r->mu);
@@ -202,7 +198,7 @@ void req_finish(struct request *r, enum req_finish why, const char *error) {
     if (r->finish == REQ_FINISH_NONE) {
         r->finish = why;
         if (error) snprintf(r->error, sizeof(r->error), "%s", error);
-        if (r->t_last == 0) r->t_last = now_s();
+        if (r->t_last == 0) r->t_last = sp_now();
     }
     pthread_mutex_unlock(&r->mu);
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config/clock.h"
 #include "config/log.h"
 #include "config/progress.h"
 #include "config/settings.h"
@@ -36,12 +37,6 @@
 #include "kernels/sparse_nm.h"
 
 #define MAX_STOPS 8
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* --- flag parsing: one table per verb ------------------------------------ */
 
@@ -203,9 +198,9 @@ static int cmd_run(int argc, char **argv) {
     for (int i = 0; i < n_prompt; i++) sampler_accept(smp, tokens[i]);
 
     if (!o.no_echo) { fputs(o.prompt, stdout); fflush(stdout); }
-    double t0 = now_s();
+    double t0 = sp_now();
     if (prefill(f, kv, tokens, n_prompt, 0, logits, &err) != SP_OK) goto fail;
-    double t1 = now_s();
+    double t1 = sp_now();
 
     /* Generated text is kept whole for stop strings; what is final is printed. */
     const int max_gen = o.n_predict < 0 ? n_ctx - n_prompt : o.n_predict;
@@ -236,7 +231,7 @@ static int cmd_run(int argc, char **argv) {
     }
     if (!stopped && printed < text_len) fwrite(text + printed, 1, text_len - printed, stdout);
     fputc('\n', stdout);
-    double t2 = now_s();
+    double t2 = sp_now();
     fprintf(stderr, "sparrow run: %s; prompt %d tokens in %.1f ms (%.1f t/s), generated %d tokens in %.1f ms (%.1f t/s)\n",
             model_desc(m), n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3,
             n_gen > 0 ? n_gen / (t2 - t1) : 0.0);
@@ -277,11 +272,11 @@ static int parse_int_list(const char *s, struct int_list *l) {
 static int bench_once(struct fwd *f, struct kv_cache *kv, int n_prompt, int n_gen, int n_vocab,
                       float *logits, int32_t *tokens, double *secs, struct sp_err *err) {
     for (int i = 0; i < n_prompt + n_gen; i++) tokens[i] = (int32_t)((i * 7919u + 13u) % (unsigned)n_vocab);
-    double t0 = now_s();
+    double t0 = sp_now();
     int rc = SP_OK;
     if (n_prompt > 0) rc = prefill(f, kv, tokens, n_prompt, 0, logits, err);
     for (int i = 0; i < n_gen && rc == SP_OK; i++) rc = prefill(f, kv, &tokens[i], 1, i, logits, err);
-    *secs = now_s() - t0;
+    *secs = sp_now() - t0;
     return rc;
 }
 
@@ -306,7 +301,7 @@ static int bench_batched(const struct model *m, const struct tokenizer *tok, con
     struct req_params p = { .sampling = sampler_default_params(), .max_tokens = n_gen, .n_logprobs = -1,
                             .ignore_eos = true };
     p.sampling.temperature = 0;
-    double t0 = now_s();
+    double t0 = sp_now();
     for (int i = 0; i < n_req && rc == SP_OK; i++) {
         for (int k = 0; k < len; k++)
             t[k] = (int32_t)(k < prefix ? 1 + (k * 7919u) % (unsigned)(s->n_vocab - 1)
@@ -327,7 +322,7 @@ static int bench_batched(const struct model *m, const struct tokenizer *tok, con
             done += v.finish != REQ_FINISH_NONE;
         }
     }
-    double wall = now_s() - t0, ttft = 0, tpot = 0;
+    double wall = sp_now() - t0, ttft = 0, tpot = 0;
     int64_t out = 0;
     for (int i = 0; rc == SP_OK && i < n_req; i++) {
         struct req_view v;
@@ -378,13 +373,13 @@ static double measure_bandwidth(int threads) {
     for (int pass = 0; pass < 3; pass++) {
         pthread_t t[64];
         struct bw_job j[64];
-        double t0 = now_s();
+        double t0 = sp_now();
         for (int k = 0; k < threads; k++) {
             j[k] = (struct bw_job){ p + n / (size_t)threads * (size_t)k, n / (size_t)threads, 0 };
             pthread_create(&t[k], NULL, bw_read, &j[k]);
         }
         for (int k = 0; k < threads; k++) pthread_join(t[k], NULL);
-        double gbs = (double)bytes / (now_s() - t0) / 1e9;
+        double gbs = (double)bytes / (sp_now() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
     free(p);
@@ -626,12 +621,12 @@ static int cmd_perplexity(int argc, char **argv) {
     struct model *m = model_load(model, &err);
     struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
     struct ppl_result res;
-    double t0 = now_s();
+    double t0 = sp_now();
     int rc = tok ? ppl_run(m, tok, text, len, ctx, chunks, batch, threads, ppl_print, NULL, &res, &err) : SP_EINVAL;
     if (rc == SP_OK)
         printf("Final estimate: PPL = %.4f +/- %.5f\n"
                "(%s; %d tokens, %d chunks of %d, %d scored, %.1f s)\n", res.ppl, res.ppl_err, model_desc(m),
-               res.n_tokens, res.n_chunk, res.n_ctx, res.n_scored, now_s() - t0);
+               res.n_tokens, res.n_chunk, res.n_ctx, res.n_scored, sp_now() - t0);
     else
         fprintf(stderr, "sparrow perplexity: %s\n", err.msg);
     tok_free(tok);
@@ -763,7 +758,7 @@ static int cmd_serve(int argc, char **argv) {
         if (sig == SIGHUP) { log_info("SIGHUP: nothing to reload (restart to apply new settings)"); continue; }
         struct sched_stats st;
         sched_get_stats(sched, &st);
-        double now = now_s();
+        double now = sp_now();
         if (wd && now - st.heartbeat < 2.0 * (double)wd / 1e6) svc_watchdog_ping();
         else if (wd) log_error("engine loop stalled for %.1f s; not pinging the watchdog", now - st.heartbeat);
         svc_notify_status("serving: %d running, %d queued, %lld tokens generated", st.running, st.queued,
@@ -775,8 +770,8 @@ static int cmd_serve(int argc, char **argv) {
     svc_notify_stopping();
     http_set_draining(http);
     sched_drain(sched);
-    double deadline = now_s() + (double)cfg.drain_timeout_s;
-    while (http_active(http) > 0 && now_s() < deadline) {
+    double deadline = sp_now() + (double)cfg.drain_timeout_s;
+    while (http_active(http) > 0 && sp_now() < deadline) {
         struct timespec ts = { 0, 20 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
