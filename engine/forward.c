@@ -33,6 +33,7 @@ struct fwd {
     float *gate, *up;       /* [T][F] */
     void *mm_scratch;       /* activations converted for a matmul */
     uint8_t *attn_scratch;  /* [n_threads][attn_bytes] */
+    bool dense_blas;        /* F32 batches through OpenBLAS (see fwd_set_dense_blas) */
     size_t attn_bytes;
 };
 
@@ -100,6 +101,14 @@ void fwd_free(struct fwd *f) {
 }
 
 int fwd_max_tokens(const struct fwd *f) { return f->max_tokens; }
+void fwd_set_dense_blas(struct fwd *f, bool on) { f->dense_blas = on; }
+
+/* Every matmul of the pass. With dense_blas set, F32 weights over several
+ * tokens go through OpenBLAS's sgemm instead (fast, not batch-invariant). */
+static void matmul(struct fwd *f, const struct qtensor *w, const float *x, int n_tok, float *y) {
+    if (f->dense_blas && n_tok > 1 && w->type == QTYPE_F32) mm_run_blas(w, x, n_tok, y);
+    else mm_run(w, x, n_tok, y, f->mm_scratch, f->wk);
+}
 
 struct attn_job {
     struct fwd *f;
@@ -166,9 +175,9 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         const struct model_layer *L = model_layer(m, l);
         for (int t = 0; t < T; t++)
             op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->attn_norm, D, s->rms_eps);
-        mm_run(&L->wq, f->xb, T, f->q, f->mm_scratch, f->wk);
-        mm_run(&L->wk, f->xb, T, f->k, f->mm_scratch, f->wk);
-        mm_run(&L->wv, f->xb, T, f->v, f->mm_scratch, f->wk);
+        matmul(f, &L->wq, f->xb, T, f->q);
+        matmul(f, &L->wk, f->xb, T, f->k);
+        matmul(f, &L->wv, f->xb, T, f->v);
         for (int t = 0; t < T; t++) {
             op_rope(f->q + (size_t)t * Q, s->n_head, hd, s->n_rot, b->pos[t], s->rope_freq_base);
             op_rope(f->k + (size_t)t * KV, s->n_head_kv, hd, s->n_rot, b->pos[t], s->rope_freq_base);
@@ -181,15 +190,15 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         }
         struct attn_job aj = { f, kv, b, l };
         workers_run(f->wk, attn_tasks, &aj, T * s->n_head);
-        mm_run(&L->wo, f->att, T, f->proj, f->mm_scratch, f->wk);
+        matmul(f, &L->wo, f->att, T, f->proj);
         op_add(f->x, f->proj, T * D);
 
         for (int t = 0; t < T; t++)
             op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->ffn_norm, D, s->rms_eps);
-        mm_run(&L->w_gate, f->xb, T, f->gate, f->mm_scratch, f->wk);
-        mm_run(&L->w_up, f->xb, T, f->up, f->mm_scratch, f->wk);
+        matmul(f, &L->w_gate, f->xb, T, f->gate);
+        matmul(f, &L->w_up, f->xb, T, f->up);
         op_swiglu(f->gate, f->up, T * F);
-        mm_run(&L->w_down, f->gate, T, f->proj, f->mm_scratch, f->wk);
+        matmul(f, &L->w_down, f->gate, T, f->proj);
         op_add(f->x, f->proj, T * D);
     }
 
@@ -200,6 +209,6 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         op_rmsnorm(f->xb + (size_t)n_out * D, f->x + (size_t)t * D, model_output_norm(m), D, s->rms_eps);
         n_out++;
     }
-    if (n_out > 0) mm_run(model_output(m), f->xb, n_out, logits, f->mm_scratch, f->wk);
+    if (n_out > 0) matmul(f, model_output(m), f->xb, n_out, logits);
     return SP_OK;
 }

@@ -34,6 +34,13 @@ void fwd_free(struct fwd *f);                            /* NULL is fine */
 
 int fwd_max_tokens(const struct fwd *f);
 
+/* Route F32 weight matmuls of multi-token batches through OpenBLAS's sgemm.
+ * Off by default: sgemm's results for a token change with the batch width
+ * (measured: 58-67 of 69 widths differ in the last bits), which breaks the
+ * bit-identical batching guarantee. For offline work where only speed
+ * matters (perplexity). OpenBLAS uses its own threads while ours idle. */
+void fwd_set_dense_blas(struct fwd *f, bool on);
+
 /* Run the batch; logits gets one n_vocab row per token whose `logits` flag is
  * set, in batch order. SP_EINVAL/SP_ERANGE (err says which token) for a
  * token id, position or slot out of range; nothing is written then. */

@@ -59,6 +59,7 @@ int ppl_run(const struct model *m, const struct tokenizer *tok, const char *text
         goto out;
     }
     if (kv_seq_reserve(kv, 0, n_ctx) != SP_OK) { rc = sp_fail(err, SP_ENOMEM, "perplexity: KV cache"); goto out; }
+    fwd_set_dense_blas(f, true);    /* offline: speed over batch invariance */
 
     double nll = 0.0, nll2 = 0.0;
     int count = 0;

@@ -622,6 +622,7 @@ static int cmd_perplexity(int argc, char **argv) {
     struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
     struct ppl_result res;
     double t0 = sp_now();
+    openblas_set_num_threads(threads);
     int rc = tok ? ppl_run(m, tok, text, len, ctx, chunks, batch, threads, ppl_print, NULL, &res, &err) : SP_EINVAL;
     if (rc == SP_OK)
         printf("Final estimate: PPL = %.4f +/- %.5f\n"
