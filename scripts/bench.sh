@@ -7,7 +7,8 @@
 # usage: scripts/bench.sh [-r REPS] [-t THREADS] [-m MODEL_NAME ...] [-h]
 #   -r  repetitions per test          (env REPS,    default 3)
 #   -t  threads                       (env THREADS, default 2, as llama.cpp was run)
-#   -m  model name without .gguf; repeatable (default: all seven shipped models)
+#   -m  model name without .gguf, or a path to a GGUF file; repeatable
+#       (default: all seven shipped models)
 # env:
 #   SHARED   data dir holding models/ and anchors/   (default ../shared)
 #   SPARROW  the binary                               (default ./sparrow)
@@ -66,6 +67,7 @@ trap 'rm -rf "$tmp"' EXIT
 failed=0
 for m in "${MODELS[@]}"; do
     f=$SHARED/models/$m.gguf
+    case $m in */*) f=$m; m=$(basename "$m" .gguf) ;; esac   # a path: a copy made with sparrow quantize
     if [ ! -f "$f" ]; then
         echo "bench.sh: $f missing, skipped" >&2
         echo "{\"model\":\"$m\",\"error\":\"missing\"}" >>"$tmp/all.jsonl"
@@ -99,9 +101,14 @@ print("sparrow bench -r %s -t %s vs llama-bench -r 5 -t 2 (llama.cpp.md, 2026-11
 print()
 print("| model | test | sparrow t/s | llama.cpp t/s | ratio |")
 print("|---|---|---|---|---|")
+bounds = []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     name = r.get("name") or r["model"]
+    if r.get("test") == "membw":
+        bounds.append("%s: memory read bandwidth %.1f GB/s, %.1f MiB of weights per token: decode bound %.0f t/s"
+                      % (name, r["gbs"], r["weight_bytes"] / 1048576, r["tg_bound_tps"]))
+        continue
     if "error" in r:
         print("| %s | - | %s | - | - |" % (name, r["error"]))
         continue
@@ -111,5 +118,8 @@ for line in open(sys.argv[1]):
         print("| %s | %s | %s | %.1f ± %.1f | %.2f |" % (name, r["test"], mine, a[0], a[1], r["tps_mean"] / a[0]))
     else:
         print("| %s | %s | %s | - | - |" % (name, r["test"], mine))
+print()
+for b in bounds:
+    print(b)
 EOF
 exit "$failed"
