@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "config/clock.h"
 #include "engine/tokenizer.h"
 #include "scheduler/batcher.h"
 #include "scheduler/request.h"
@@ -46,11 +47,11 @@ struct http_server {
 /* One client socket (libmicrohttpd's socket_context), from accept to close.
  * The idle timeout alone lets a client that trickles a byte a second hold a
  * connection forever (slowloris); http_close_slow shuts down sockets whose
- * request headers take longer than timeout_s in all. */
+ * request (headers and body) takes longer than timeout_s in all. */
 struct sock {
     int fd;
     double t_start;         /* monotonic: accepted, or the last request ended */
-    bool in_headers;        /* waiting for a request's headers */
+    bool in_request;        /* reading a request (headers and body), or waiting for the next */
     struct sock *prev, *next;
 };
 
@@ -85,19 +86,13 @@ struct conn {
     size_t pending_len, pending_off;
 };
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sock_set_in_headers(struct http_server *h, struct MHD_Connection *c, bool in_headers) {
+static void sock_set_reading(struct http_server *h, struct MHD_Connection *c, bool in_request) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct sock *sk = ci ? ci->socket_context : NULL;
     if (!sk) return;
     pthread_mutex_lock(&h->smu);
-    sk->in_headers = in_headers;
-    sk->t_start = mono_s();
+    sk->in_request = in_request;
+    sk->t_start = sp_now();
     pthread_mutex_unlock(&h->smu);
 }
 
@@ -109,8 +104,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         struct sock *sk = ci ? calloc(1, sizeof(*sk)) : NULL;
         if (!sk) return;    /* no deadline for this one; the idle timeout still holds */
         sk->fd = ci->connect_fd;
-        sk->t_start = mono_s();
-        sk->in_headers = true;
+        sk->t_start = sp_now();
+        sk->in_request = true;
         pthread_mutex_lock(&h->smu);
         sk->next = h->socks;
         if (h->socks) h->socks->prev = sk;
@@ -129,13 +124,22 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     *socket_context = NULL;
 }
 
+/* A client that sends part of its headers and hangs up at once: data and EOF
+ * come in one edge of libmicrohttpd 0.9.75's epoll, it reads the data and
+ * never sees the EOF, so the socket would hold a connection slot until the
+ * idle timeout. Peeking finds that EOF. */
+static bool sock_peer_closed(int fd) {
+    char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 void http_close_slow(struct http_server *h) {
-    const double now = mono_s();
+    const double now = sp_now();
     pthread_mutex_lock(&h->smu);
     for (struct sock *sk = h->socks; sk; sk = sk->next)
-        if (sk->in_headers && now - sk->t_start > (double)h->cfg.timeout_s) {
+        if (sk->in_request && (now - sk->t_start > (double)h->cfg.timeout_s || sock_peer_closed(sk->fd))) {
             shutdown(sk->fd, SHUT_RDWR);    /* libmicrohttpd sees EOF and closes it */
-            sk->in_headers = false;
+            sk->in_request = false;
         }
     pthread_mutex_unlock(&h->smu);
 }
@@ -447,7 +451,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         k->c = c;
         k->route_name = "other";
         *con_cls = k;
-        sock_set_in_headers(h, c, false);
         bool path_known = false;
         for (size_t i = 0; i < sizeof(route_table) / sizeof(route_table[0]); i++) {
             if (strcmp(url, route_table[i].path)) continue;
@@ -464,7 +467,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return fail(k, 413, "invalid_request_error", NULL, "the request body is larger than max_body_bytes");
         return MHD_YES;
     }
-    if (k->responded) { *upload_size = 0; return MHD_YES; }   /* discard a body we already answered */
+    if (k->responded) {     /* discard a body we already answered */
+        if (*upload_size == 0) sock_set_reading(h, c, false);
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size > 0) {     /* more body */
         if (!k->body_too_big) {
             if (k->body_len + *upload_size > h->cfg.max_body_bytes) {
@@ -483,6 +490,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    sock_set_reading(h, c, false);   /* the whole request is in */
     if (k->req) {   /* resumed after the final notify of a whole response, or for shutdown */
         struct req_view v;
         req_get_view(k->req, &v);
@@ -505,7 +513,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     struct http_server *h = cls;
     struct conn *k = *con_cls;
-    sock_set_in_headers(h, c, true);    /* keep-alive: the next request's headers */
+    sock_set_reading(h, c, true);    /* keep-alive: the next request's headers */
     if (!k) return;
     *con_cls = NULL;
     pthread_mutex_lock(&k->mu);

@@ -25,7 +25,7 @@ struct http_config {
     int listen_fd;          /* bound and listening (server/service.c) */
     int threads;            /* libmicrohttpd polling threads */
     int max_connections;
-    int timeout_s;          /* idle connection timeout, and the most a request's headers may take */
+    int timeout_s;          /* idle connection timeout, and the most reading one request may take */
     size_t max_body_bytes;
     struct api_limits limits;   /* model name, token caps, chat template */
 };
@@ -38,9 +38,10 @@ void http_set_ready(struct http_server *h);
 void http_set_draining(struct http_server *h);
 /* Generations still being answered. */
 int http_active(struct http_server *h);
-/* Shut down connections whose request headers have taken more than
- * timeout_s in all (a slowloris trickles bytes to dodge the idle timeout).
- * Any thread; call about once a second. */
+/* Shut down connections whose request (headers and body) has taken more
+ * than timeout_s in all (a slowloris trickles bytes to dodge the idle
+ * timeout), or whose client has hung up while sending it. Any thread; call about
+ * once a second. */
 void http_close_slow(struct http_server *h);
 /* Stop, cancelling what is left. NULL is fine. */
 void http_free(struct http_server *h);

@@ -46,5 +46,16 @@ for t in tests/integration/test_*.py; do
     echo "   $line"
     passed=$((passed + p)); failed=$((failed + f))
 done
+# Short fuzzing (15 s per harness, clang + libFuzzer, ASan + UBSan) when
+# SPARROW_FUZZ_CI=1: each harness counts as one test.
+if [ "${SPARROW_FUZZ_CI:-0}" = 1 ]; then
+    echo "== fuzz-ci"
+    out=$(make --no-print-directory fuzz-ci SHARED="${SHARED:-../shared}" 2>&1)
+    printf '%s\n' "$out" | grep -E '^(ok|FAIL|    )' || true
+    fp=$(printf '%s\n' "$out" | grep -c '^ok fuzz_'); ff=$(printf '%s\n' "$out" | grep -c '^FAIL fuzz_')
+    [ "$fp" -eq 0 ] && [ "$ff" -eq 0 ] && { printf '%s\n' "$out" | tail -20; ff=1; }
+    echo "   $fp passed, $ff failed"
+    passed=$((passed + fp)); failed=$((failed + ff))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
