@@ -223,39 +223,40 @@ static void block_unref(struct kv_cache *kv, int32_t b) {
     else free_push(kv, b);
 }
 
-int kv_cached_prefix_len(const struct kv_cache *kv, const int32_t *tokens, int n) {
-    const int bs = kv->block_size;
-    int max_blocks = n > 0 ? (n - 1) / bs : 0;
-    uint64_t uid = 0;
-    int i = 0;
-    for (; i < max_blocks; i++) {
-        const int32_t *t = tokens + (size_t)i * bs;
-        int32_t b = index_find(kv, uid, t, key_hash(uid, t, bs));
-        if (b == NIL) break;
-        uid = kv->blocks[b].uid;
-    }
-    return i * bs;
-}
-
-int kv_seq_attach_prefix(struct kv_cache *kv, int seq, const int32_t *tokens, int n) {
+/* The leading run of indexed blocks of tokens[0, n), at most (n - 1) / bs of
+ * them: stores their ids in blocks (if not NULL), the last uid in *uid,
+ * and returns how many. One hash lookup per block. */
+static int walk_prefix(const struct kv_cache *kv, const int32_t *tokens, int n, int32_t *blocks, uint64_t *uid) {
     const int bs = kv->block_size;
     int max_blocks = n > 0 ? (n - 1) / bs : 0;
     if (max_blocks > kv->max_blocks) max_blocks = kv->max_blocks;
-    int32_t *table = table_of(kv, seq);
-    uint64_t uid = 0;
+    uint64_t u = 0;
     int i = 0;
     for (; i < max_blocks; i++) {
         const int32_t *t = tokens + (size_t)i * bs;
-        int32_t b = index_find(kv, uid, t, key_hash(uid, t, bs));
+        int32_t b = index_find(kv, u, t, key_hash(u, t, bs));
         if (b == NIL) break;
-        block_ref(kv, b);
-        table[i] = b;
-        uid = kv->blocks[b].uid;
+        if (blocks) blocks[i] = b;
+        u = kv->blocks[b].uid;
     }
-    kv->n_table[seq] = i;
-    kv->n_chained[seq] = i;
+    *uid = u;
+    return i;
+}
+
+int kv_cached_prefix_len(const struct kv_cache *kv, const int32_t *tokens, int n) {
+    uint64_t uid;
+    return walk_prefix(kv, tokens, n, NULL, &uid) * kv->block_size;
+}
+
+int kv_seq_attach_prefix(struct kv_cache *kv, int seq, const int32_t *tokens, int n) {
+    int32_t *table = table_of(kv, seq);
+    uint64_t uid;
+    const int n_blocks = walk_prefix(kv, tokens, n, table, &uid);
+    for (int i = 0; i < n_blocks; i++) block_ref(kv, table[i]);
+    kv->n_table[seq] = n_blocks;
+    kv->n_chained[seq] = n_blocks;
     kv->chain_uid[seq] = uid;
-    return i * bs;
+    return n_blocks * kv->block_size;
 }
 
 int kv_blocks_needed(const struct kv_cache *kv, int seq, int n_tokens) {
