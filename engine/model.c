@@ -125,13 +125,14 @@ static int read_weights(struct model *m, struct sp_err *err) {
     s->n_vocab = (int)te->ne[1];
     int rc = get_matrix(m, "token_embd.weight", s->n_embd, s->n_vocab, &m->tok_embd, err);
     if (rc) return rc;
-    m->weight_bytes -= gguf_find_tensor(m->g, "token_embd.weight")->n_bytes; /* one row per token */
+    /* Per token only one embedding row is read, but the output matrix whole:
+     * for tied embeddings the table counts once, as the output. */
     if ((rc = get_norm(m, "output_norm.weight", s->n_embd, &m->output_norm, err))) return rc;
     if (gguf_find_tensor(m->g, "output.weight")) {
+        m->weight_bytes -= te->n_bytes;
         if ((rc = get_matrix(m, "output.weight", s->n_embd, s->n_vocab, &m->output, err))) return rc;
     } else {
         m->output = m->tok_embd;    /* tied embeddings */
-        m->weight_bytes += gguf_find_tensor(m->g, "token_embd.weight")->n_bytes;
     }
     m->layers = calloc((size_t)s->n_layer, sizeof(*m->layers));
     if (!m->layers) return sp_fail(err, SP_ENOMEM, "model: out of memory");
