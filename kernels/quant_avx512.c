@@ -375,26 +375,52 @@ static TGT void f16_act_prep(const float *x, int64_t n, void *dst) {
     }
 }
 
-/* kind 0: F32 weights, 1: F16 weights. */
+/* kind 0: F32 weights, 1: F16 weights. Four accumulators per token, each
+ * taking every fourth 16-element chunk, summed in a fixed order at the end:
+ * a lone token (decode) is then not bound by the FMA latency chain, and every
+ * token still sees the same operations whatever the tile width (so at most 4
+ * tokens per tile: 16 accumulators plus the weights fit the 32 registers). */
+#define F_ACCS 4
+INL __m512 f_weights(const int kind, const void *w, int64_t i, __mmask16 m) {
+    return kind == 0 ? _mm512_maskz_loadu_ps(m, (const float *)w + i)
+                     : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i));
+}
+
 INL void f_impl(const int NT, const int kind, int64_t n, const void *w, const uint8_t *act,
                 size_t as, float *y, size_t ys) {
-    __m512 acc[QFAST_MAX_TOK];
+    __m512 acc[QFAST_MAX_TOK][F_ACCS];
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-        const int64_t left = n - i;
-        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        const __m512 wv = kind == 0
-            ? _mm512_maskz_loadu_ps(m, (const float *)w + i)
-            : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i));
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int k = 0; k < F_ACCS; k++) acc[t][k] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; n - i >= 16 * F_ACCS; i += 16 * F_ACCS) {
+#pragma GCC unroll 4
+        for (int k = 0; k < F_ACCS; k++) {
+            const __m512 wv = f_weights(kind, w, i + 16 * k, (__mmask16)0xFFFF);
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const float *x = (const float *)(act + (size_t)t * as);
+                acc[t][k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + i + 16 * k), acc[t][k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < F_ACCS; k++) {     /* the last 1..63 elements, same accumulators */
+        const int64_t j = i + 16 * k;
+        if (j >= n) break;
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 wv = f_weights(kind, w, j, m);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             const float *x = (const float *)(act + (size_t)t * as);
-            acc[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + i), acc[t]);
+            acc[t][k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + j), acc[t][k]);
         }
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; t++) y[(size_t)t * ys] = hsum512(acc[t]);
+    for (int t = 0; t < NT; t++)
+        y[(size_t)t * ys] = hsum512(_mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),
+                                                  _mm512_add_ps(acc[t][2], acc[t][3])));
 }
 
 #define F32_IMPL(NT, n, w, a, as, y, ys) f_impl(NT, 0, n, w, a, as, y, ys)
@@ -409,8 +435,8 @@ static const struct qfast k_q4_0 = {"avx512-q4_0", 8, q0_act_bytes, q0_act_prep,
 static const struct qfast k_q5_0 = {"avx512-q5_0", 8, q0_act_bytes, q0_act_prep, q5_0_tile};
 static const struct qfast k_q4_K = {"avx512-q4_K", 4, qk_act_bytes, qk_act_prep, q4_K_tile};
 static const struct qfast k_q6_K = {"avx512-q6_K", 4, qk_act_bytes, qk_act_prep, q6_K_tile};
-static const struct qfast k_f16 = {"avx512-f16", 8, f_act_bytes, f16_act_prep, f16_tile};
-static const struct qfast k_f32 = {"avx512-f32", 8, f_act_bytes, f32_act_prep, f32_tile};
+static const struct qfast k_f16 = {"avx512-f16", 4, f_act_bytes, f16_act_prep, f16_tile};
+static const struct qfast k_f32 = {"avx512-f32", 4, f_act_bytes, f32_act_prep, f32_tile};
 
 static int cpu_ok, env_ref;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
