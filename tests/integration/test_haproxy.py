@@ -549,9 +549,11 @@ def test_fairness(f, policy="dlpm"):
     assert not st["err"], "flood errors: %s" % st["err"][:3]
     assert st["ok"] == FLOOD_N, "%d of %d flood requests completed" % (st["ok"], FLOOD_N)
     if policy == "fcfs":
-        # the control: without fair queuing the same scenario breaks the bound
+        # the control: without fair queuing the same scenario breaks the
+        # per-replica bound (how many flood requests sit on the other replicas
+        # at that moment depends on timing, so the fleet count is not asserted)
         fleet, local, _ = st["trickle"][0]
-        assert local > LOCAL_BOUND and fleet > FLEET_BOUND, "fcfs: first trickle after only %d/%d" % (fleet, local)
+        assert local > LOCAL_BOUND, "fcfs: first trickle after only %d/%d" % (fleet, local)
         return
     for i, (fleet, local, rep) in enumerate(st["trickle"]):
         assert local <= LOCAL_BOUND, "trickle #%d waited for %d flood completions on %s (bound %d)" % (
