@@ -10,6 +10,7 @@
 #   -m  model name without .gguf, or a path to a GGUF file; repeatable
 #       (default: all seven shipped models)
 # env:
+#   BATCH_MODELS  models for the batched-decode table (default synth15M-q8_0 synth110M-q4_k_m)
 #   SHARED   data dir holding models/ and anchors/   (default ../shared)
 #   SPARROW  the binary                               (default ./sparrow)
 #   JSON_OUT if set, the raw JSON lines are appended to this file
@@ -122,4 +123,26 @@ print()
 for b in bounds:
     print(b)
 EOF
+
+# Batched decode through the in-process scheduler (one line per figure):
+# aggregate output tokens/s with N requests at once, against N = 1.
+echo
+echo "batched decode: sparrow bench -m MODEL --concurrent 1,4,16,64 -t $THREADS (64 prompt + 128 generated tokens each)"
+echo
+echo "| model | requests | out tok/s | x single | TTFT mean ms | TPOT mean ms |"
+echo "|---|---|---|---|---|---|"
+for m in ${BATCH_MODELS:-synth15M-q8_0 synth110M-q4_k_m}; do
+    f=$SHARED/models/$m.gguf
+    case $m in */*) f=$m; m=$(basename "$m" .gguf) ;; esac
+    [ -f "$f" ] || { echo "| $m | missing | - | - | - | - |"; failed=1; continue; }
+    timeout 600 "$SPARROW" bench -m "$f" -t "$THREADS" --concurrent 1,4,16,64 --json 2>/dev/null |
+        python3 -c '
+import json, sys
+name = sys.argv[1]; base = None
+for line in sys.stdin:
+    r = json.loads(line)
+    base = base or r["out_tps"]
+    print("| %s | %s | %.1f | %.2f | %.1f | %.2f |" % (name, r["test"][5:], r["out_tps"], r["out_tps"] / base,
+                                                       r["ttft_ms"], r["tpot_ms"]))' "$m" || failed=1
+done
 exit "$failed"
