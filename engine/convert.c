@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/progress.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "kernels/quant.h"
@@ -157,7 +158,11 @@ int convert_model(const char *in_path, const char *out_path, const struct conver
         order[i] = (struct order_key){ layer_of(t->name), t->name, i };
     }
     if (order) qsort(order, n_t, sizeof(*order), by_llama_order);
+    double total_mib = 0;
+    for (uint64_t i = 0; i < n_t; i++) total_mib += (double)gguf_tensor_at(g, i)->n_bytes / 1048576.0;
+    struct progress *pg = progress_start(o->sparse_format ? "sparsify" : "quantize", total_mib, "MiB");
     for (uint64_t k = 0; rc == SP_OK && k < n_t; k++) {
+        progress_update(pg, (double)stats.bytes_in / 1048576.0);
         const struct gguf_tensor *t = gguf_tensor_at(g, order[k].index);
         char name[256];
         snprintf(name, sizeof(name), "%.*s", (int)(t->name.len < 255 ? t->name.len : 255), t->name.ptr);
@@ -192,6 +197,7 @@ int convert_model(const char *in_path, const char *out_path, const struct conver
         else stats.n_fallback++;
         stats.bytes_out += bytes;
     }
+    progress_done(pg);
     if (rc != SP_OK && err && err->code == SP_OK) sp_fail(err, rc, "convert: cannot build the output");
     free(order);
     if (rc == SP_OK) rc = gguf_w_write(w, out_path, err);

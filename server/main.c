@@ -579,8 +579,13 @@ static int cmd_sparsify(int argc, char **argv) {
     return 0;
 }
 
+/* Running values go to stdout (they are results, as llama-perplexity prints
+ * them); the progress line to stderr. ctx: the struct progress *, made on the
+ * first chunk, when the count is known. */
 static void ppl_print(void *ctx, int chunk, int n_chunk, double running) {
-    (void)ctx;
+    struct progress **pg = ctx;
+    if (!*pg) *pg = progress_start("perplexity", n_chunk, "chunk");
+    progress_update(*pg, chunk);
     printf("[%d]%.4f,", chunk, running);
     if (chunk == n_chunk) putchar('\n');
     fflush(stdout);
@@ -623,7 +628,9 @@ static int cmd_perplexity(int argc, char **argv) {
     struct ppl_result res;
     double t0 = sp_now();
     openblas_set_num_threads(threads);
-    int rc = tok ? ppl_run(m, tok, text, len, ctx, chunks, batch, threads, ppl_print, NULL, &res, &err) : SP_EINVAL;
+    struct progress *pg = NULL;
+    int rc = tok ? ppl_run(m, tok, text, len, ctx, chunks, batch, threads, ppl_print, &pg, &res, &err) : SP_EINVAL;
+    progress_done(pg);
     if (rc == SP_OK)
         printf("Final estimate: PPL = %.4f +/- %.5f\n"
                "(%s; %d tokens, %d chunks of %d, %d scored, %.1f s)\n", res.ppl, res.ppl_err, model_desc(m),
