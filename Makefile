@@ -53,9 +53,6 @@ endif
 
 LIB_SRCS := $(wildcard config/*.c kernels/*.c engine/*.c scheduler/*.c) \
             $(filter-out server/main.c,$(wildcard server/*.c))
-ifeq ($(SAN),fuzz)     # the harnesses need no build identity (it quotes CFLAGS, which the define above breaks)
-LIB_SRCS := $(filter-out server/buildinfo.c,$(LIB_SRCS))
-endif
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -76,6 +73,9 @@ $(BUILD)/%.o: %.c
 # (the stamp file is rewritten only when its content differs).
 GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 BUILDINFO_DEFS := -DSPARROW_GIT='"$(GIT_DESC)"' -DSPARROW_CFLAGS='"$(strip $(CFLAGS))"'
+ifeq ($(SAN),fuzz)     # no baked-in identity (quoting CFLAGS breaks on the define above): "unknown"; fuzz_http needs /metrics
+BUILDINFO_DEFS :=
+endif
 BUILDINFO_KEY := $(GIT_DESC) $(CC) $(strip $(CFLAGS))
 $(BUILD)/server/buildinfo.o: CFLAGS += $(BUILDINFO_DEFS)
 $(BUILD)/server/buildinfo.o: $(BUILD)/buildinfo.stamp

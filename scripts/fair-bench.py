@@ -388,6 +388,9 @@ def run_workload(base, args):
         "kv_evictions": gdelta("sparrow_kv_evictions_total"),
         "max_service_diff": diff, "max_service_diff_pair": pair, "max_service_diff_samples": runlen,
         "samples": len(sampler.samples), "sample_errors": sampler.errors,
+        # per-client normalized service over time (seconds from the first
+        # sample), for scripts/plot-fairness.sh
+        "service_over_time": [[round(t - samples[0][0], 3), svc] for t, svc, _ in samples] if samples else [],
         "clients": {},
     }
     for c in clients:
@@ -521,7 +524,8 @@ def main():
     ap.add_argument("--server-args", default="", help="wrapper mode: extra daemon flags (space separated)")
     args = ap.parse_args()
 
-    results = {"args": vars(args), "runs": {}}
+    results = {"args": vars(args), "command": " ".join(["scripts/fair-bench.py"] + sys.argv[1:]),
+               "date": time.strftime("%Y-%m-%d"), "runs": {}}
     names = [c[0] for c in parse_clients(args.clients, args.docs, args.doc_tokens)]
     if args.policies:
         if not args.model:

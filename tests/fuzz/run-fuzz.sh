@@ -15,6 +15,7 @@ for h in "$@"; do
     case $h in                  # input size limits per format
         fuzz_gguf) max_len=16384 ;;
         fuzz_api) max_len=4096 ;;
+        fuzz_http) max_len=8192 ;;
         fuzz_config) max_len=2048 ;;
         *) max_len=1024 ;;
     esac

@@ -13,6 +13,7 @@
 int fuzz_api_one_input(const uint8_t *data, size_t size);
 int fuzz_config_one_input(const uint8_t *data, size_t size);
 int fuzz_gguf_one_input(const uint8_t *data, size_t size);
+int fuzz_http_one_input(const uint8_t *data, size_t size);
 int fuzz_tokenizer_one_input(const uint8_t *data, size_t size);
 
 static const struct harness {
@@ -22,6 +23,7 @@ static const struct harness {
     { "fuzz_api", fuzz_api_one_input },
     { "fuzz_config", fuzz_config_one_input },
     { "fuzz_gguf", fuzz_gguf_one_input },
+    { "fuzz_http", fuzz_http_one_input },
     { "fuzz_tokenizer", fuzz_tokenizer_one_input },
 };
 
