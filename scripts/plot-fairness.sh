@@ -38,7 +38,8 @@ n=$(echo "$policies" | wc -w)
 {
     echo "set terminal pngcairo size $((420 * n)),420 font ',9'"
     echo "set output '$out'"
-    echo "set multiplot layout 1,$n title \"per-client service over time: ${cmd:0:150} ($date)\" font ',9'"
+    echo "set termoption noenhanced"
+    echo "set multiplot layout 1,$n title \"per-client service over time: ${cmd:0:220} ($date)\" font ',9'"
     echo "set xlabel 'seconds'; set ylabel 'service (cost / weight)'; set grid; set key top left"
     for p in $policies; do
         echo "set title '$p'"
