@@ -29,6 +29,13 @@ bash scripts/plot-serving.sh -o "$tmp/serving.png" docs/data/serving-sparrow.jso
     > "$tmp/log" 2>&1 || { cat "$tmp/log"; bad "plot-serving.sh failed"; }
 png "$tmp/serving.png"
 
+bash scripts/plot-fairness.sh -o "$tmp/fairness.png" docs/data/fairness.json > "$tmp/log" 2>&1 \
+    || { cat "$tmp/log"; bad "plot-fairness.sh failed"; }
+png "$tmp/fairness.png"
+echo '{"runs": {"fcfs": {}}}' > "$tmp/nosamples.json"
+bash scripts/plot-fairness.sh -o "$tmp/bad2.png" "$tmp/nosamples.json" > /dev/null 2>&1 \
+    && bad "plot-fairness.sh accepted results without service samples"
+
 # Bad input is an error, not an empty picture.
 echo 'not json' > "$tmp/bad.jsonl"
 bash scripts/plot-bench.sh -o "$tmp/bad.png" "$tmp/bad.jsonl" > /dev/null 2>&1 && bad "plot-bench.sh accepted a non-JSON file"
