@@ -29,6 +29,8 @@ import traceback
 
 import requests
 
+from itest import check, free_port, results
+
 BIN = os.environ.get("SPARROW_BIN", "./sparrow")
 SHARED = os.environ.get("SPARROW_SHARED", "../shared")
 MODEL = os.path.join(SHARED, "models", "stories260K-f32.gguf")
@@ -53,27 +55,10 @@ FAIR_BOUND = {"vtc": 3 + OBSERVATION_SLACK, "dlpm": 1 + -(-2 * DLPM_QUANTUM // (
 REQ_TIMEOUT = 120     # seconds per HTTP request
 POLICIES = ("fcfs", "vtc", "dlpm")
 
-results = []          # (name, error or None)
 
 
-def check(name, fn):
-    try:
-        fn()
-        results.append((name, None))
-        print("ok " + name, flush=True)
-    except Exception as e:  # noqa: BLE001 - report any failure
-        reason = str(e) or type(e).__name__
-        if not isinstance(e, AssertionError):
-            reason = "%s: %s" % (type(e).__name__, reason)
-            traceback.print_exc(file=sys.stderr)
-        results.append((name, reason))
-        print("FAIL %s: %s" % (name, reason), flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Daemon:

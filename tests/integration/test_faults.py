@@ -27,6 +27,8 @@ import traceback
 
 import requests
 
+from itest import check, free_port, results
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(os.environ.get("SPARROW_BIN") or "./sparrow")
 SHARED = os.path.abspath(os.environ.get("SPARROW_SHARED") or "../shared")
@@ -46,30 +48,10 @@ ASAN = _is_sanitized(BIN)
 SLOW = 4 if ASAN else 1
 LOG_DIR = tempfile.mkdtemp(prefix="sparrow-faults-")
 _daemons = []
-results = []
 
 
-def check(name, fn):
-    wanted = os.environ.get("SPARROW_TESTS")
-    if wanted and name not in wanted.split(","):
-        return
-    try:
-        fn()
-        results.append((name, None))
-        print("ok " + name, flush=True)
-    except Exception as e:  # noqa: BLE001 - any failure is reported
-        reason = str(e) or type(e).__name__
-        if not isinstance(e, AssertionError):
-            reason = "%s: %s" % (type(e).__name__, reason)
-            traceback.print_exc(file=sys.stderr)
-        results.append((name, reason))
-        print("FAIL %s: %s" % (name, reason), flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Daemon:

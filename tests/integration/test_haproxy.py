@@ -53,6 +53,8 @@ import traceback
 
 import requests
 
+from itest import check, free_port, results
+
 BIN = os.environ.get("SPARROW_BIN", "./sparrow")
 SHARED = os.environ.get("SPARROW_SHARED", "../shared")
 HAPROXY = os.environ.get("HAPROXY", "haproxy")
@@ -63,28 +65,10 @@ CLIENT_CAP = 12
 TIMEOUT = (5, 60)         # connect, read (per socket read: a hang raises)
 WAIT_S = 60               # bounded waits for readiness and state changes
 
-results = []
 
 
-def check(name, fn):
-    t0 = time.monotonic()
-    try:
-        fn()
-        results.append((name, None))
-        print("ok %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
-    except Exception as e:  # noqa: BLE001 - report any failure
-        reason = str(e) or type(e).__name__
-        if not isinstance(e, AssertionError):
-            reason = "%s: %s" % (type(e).__name__, reason)
-            traceback.print_exc(file=sys.stderr)
-        results.append((name, reason))
-        print("FAIL %s: %s" % (name, reason), flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(pred, what, timeout=WAIT_S, period=0.05):

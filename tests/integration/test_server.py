@@ -30,6 +30,8 @@ import traceback
 
 import requests
 
+from itest import free_port
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(os.environ.get("SPARROW_BIN") or os.environ.get("BIN") or "./sparrow")
 SHARED = os.path.abspath(os.environ.get("SPARROW_SHARED") or os.environ.get("SHARED") or "../shared")
@@ -68,12 +70,6 @@ def check(cond, msg):
         raise TestFailure(msg)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --- daemons ----------------------------------------------------------------
