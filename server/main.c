@@ -645,6 +645,11 @@ static int cmd_perplexity(int argc, char **argv) {
 
 /* --- serve ---------------------------------------------------------------- */
 
+/* A stop signal that reached a thread other than main (see cmd_serve). */
+static volatile sig_atomic_t caught_signal;
+
+static void on_stop_signal(int sig) { caught_signal = sig; }
+
 static void *engine_main(void *arg) {
     sched_run(arg);
     return NULL;
@@ -689,8 +694,6 @@ static int cmd_serve(int argc, char **argv) {
     log_set_level((enum log_level)cfg.log_level);
     char build[2048];
     log_info("%s", buildinfo_line(build, sizeof(build), "; "));
-    openblas_set_num_threads((int)cfg.threads);
-
     /* Signals go to the main thread only: block them before any thread starts. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -699,6 +702,15 @@ static int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Threads that libraries started before main (OpenBLAS's pool) do not
+     * block them, and the default action there would kill the process
+     * without a drain: catch them into a flag the main loop reads each tick. */
+    struct sigaction sa = { .sa_handler = on_stop_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    openblas_set_num_threads((int)cfg.threads);
 
     int status = 1, fd = -1;
     bool activated = false, engine_started = false;
@@ -761,6 +773,10 @@ static int cmd_serve(int argc, char **argv) {
     for (;;) {
         struct timespec ts = { (time_t)tick, (long)((tick - (time_t)tick) * 1e9) };
         int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig < 0 && caught_signal) {
+            sig = caught_signal;
+            caught_signal = 0;
+        }
         if (sig == SIGTERM || sig == SIGINT) break;
         http_close_slow(http);
         if (sig == SIGHUP) { log_info("SIGHUP: nothing to reload (restart to apply new settings)"); continue; }
