@@ -38,7 +38,7 @@ MODEL = os.path.join(SHARED, "models", "stories260K-f32.gguf")
 FLOOD_N = 40          # requests the flooding client submits at once (margin over MIN_QUEUED)
 MIN_QUEUED = 20       # flood requests waiting before trickle starts
 TRICKLE_N = 3
-MAX_TOKENS = 128      # long enough that the flood backlog lasts ~1 s on stories260K
+MAX_TOKENS = 256      # long enough that the flood backlog lasts ~1 s on stories260K with the fast kernels
 DLPM_QUANTUM = 256    # the default, passed explicitly since the bound depends on it
 # Flood completions allowed while one trickle request waits (it arrives, waits,
 # completes). vtc: the trickle client is lifted to the least backlogged

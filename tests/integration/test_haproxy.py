@@ -480,7 +480,7 @@ def test_kill(f):
 FLOOD_N = 60
 MIN_QUEUED = 30          # fleet-wide flood requests waiting before trickle starts
 TRICKLE_N = 3
-MAX_TOKENS = 128
+MAX_TOKENS = 384          # long enough that the fleet-wide flood backlog builds up even on a fast engine
 DLPM_QUANTUM = 256
 # test_fairness.py's dlpm bound (3) plus its one completion of observation slack
 LOCAL_BOUND = 1 + -(-2 * DLPM_QUANTUM // (2 * MAX_TOKENS)) + 1
