@@ -510,10 +510,18 @@ out:
 
 /* --- quantize, sparsify, perplexity --------------------------------------- */
 
-static void print_convert_stats(const char *verb, const char *out, const struct convert_stats *st) {
+/* convert_model for a verb, with its one-line report on stderr; exit status. */
+static int convert_and_report(const char *verb, const char *in, const char *out, const struct convert_opts *o) {
+    struct convert_stats st;
+    struct sp_err err = {0};
+    if (convert_model(in, out, o, &st, &err) != SP_OK) {
+        fprintf(stderr, "sparrow %s: %s\n", verb, err.msg);
+        return 1;
+    }
     fprintf(stderr, "sparrow %s: wrote %s: %d tensors converted, %d fell back to another type, %d copied; "
-            "%.2f MiB -> %.2f MiB of tensor data\n", verb, out, st->n_converted, st->n_fallback, st->n_copied,
-            st->bytes_in / 1048576.0, st->bytes_out / 1048576.0);
+            "%.2f MiB -> %.2f MiB of tensor data\n", verb, out, st.n_converted, st.n_fallback, st.n_copied,
+            st.bytes_in / 1048576.0, st.bytes_out / 1048576.0);
+    return 0;
 }
 
 static int cmd_quantize(int argc, char **argv) {
@@ -538,11 +546,7 @@ static int cmd_quantize(int argc, char **argv) {
     int t = convert_type_by_name(type);
     if (t < 0) { fprintf(stderr, "sparrow quantize: unknown --type '%s'\n", type); return 2; }
     struct convert_opts o = { .type = (uint32_t)t, .threads = threads };
-    struct convert_stats st;
-    struct sp_err err = {0};
-    if (convert_model(in, out, &o, &st, &err) != SP_OK) { fprintf(stderr, "sparrow quantize: %s\n", err.msg); return 1; }
-    print_convert_stats("quantize", out, &st);
-    return 0;
+    return convert_and_report("quantize", in, out, &o);
 }
 
 static int cmd_sparsify(int argc, char **argv) {
@@ -572,11 +576,7 @@ static int cmd_sparsify(int argc, char **argv) {
     if (skip && parse_int_list(skip, &sl)) { fprintf(stderr, "sparrow sparsify: bad --skip-layers '%s'\n", skip); return 2; }
     struct convert_opts o = { .type = QTYPE_S24_F16, .layers_only = true, .skip_layers = sl.v, .n_skip_layers = sl.n,
                               .sparse_format = format, .sparse_method = method, .threads = threads };
-    struct convert_stats st;
-    struct sp_err err = {0};
-    if (convert_model(in, out, &o, &st, &err) != SP_OK) { fprintf(stderr, "sparrow sparsify: %s\n", err.msg); return 1; }
-    print_convert_stats("sparsify", out, &st);
-    return 0;
+    return convert_and_report("sparsify", in, out, &o);
 }
 
 /* Running values go to stdout (they are results, as llama-perplexity prints
