@@ -7,20 +7,28 @@
 set -u
 dir=$1
 passed=0; failed=0
-for t in "$dir"/test_*; do
-    [ -x "$t" ] || continue
-    echo "== $(basename "$t")"
-    out=$("$t" 2>&1); rc=$?
-    printf '%s\n' "$out" | grep -E '^(FAIL|  FAIL)' || true
+# count NAME OUTPUT RC SHOW: add a test program's closing `N passed, M failed`
+# to the totals (lines matching SHOW are echoed); no such line, or a non-zero
+# exit with no failure counted, is one failure.
+count() {
+    local name=$1 out=$2 rc=$3 show=$4 line p f
+    printf '%s\n' "$out" | grep -E "$show" || true
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
     if [ -z "$line" ]; then
         printf '%s\n' "$out" | tail -20
-        echo "   $(basename "$t"): no result line (exit $rc)"; failed=$((failed + 1)); continue
+        echo "   $name: no result line (exit $rc)"; failed=$((failed + 1)); return
     fi
     p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed}
     [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
     echo "   $line"
     passed=$((passed + p)); failed=$((failed + f))
+}
+
+for t in "$dir"/test_*; do
+    [ -x "$t" ] || continue
+    echo "== $(basename "$t")"
+    out=$("$t" 2>&1); rc=$?
+    count "$(basename "$t")" "$out" "$rc" '^(FAIL|  FAIL)'
 done
 for t in tests/cli/test_*.sh; do
     [ -f "$t" ] || continue
@@ -35,16 +43,7 @@ for t in tests/integration/test_*.py; do
     [ -f "$t" ] || continue
     echo "== $(basename "$t")"
     out=$(SPARROW_BIN="$bin" SPARROW_SHARED="${SHARED:-../shared}" python3 "$t" 2>&1); rc=$?
-    printf '%s\n' "$out" | grep -E '^(FAIL|    )' || true
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-    if [ -z "$line" ]; then
-        printf '%s\n' "$out" | tail -20
-        echo "   $(basename "$t"): no result line (exit $rc)"; failed=$((failed + 1)); continue
-    fi
-    p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed}
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-    echo "   $line"
-    passed=$((passed + p)); failed=$((failed + f))
+    count "$(basename "$t")" "$out" "$rc" '^(FAIL|    )'
 done
 # Short fuzzing (15 s per harness, clang + libFuzzer, ASan + UBSan) when
 # SPARROW_FUZZ_CI=1: each harness counts as one test.
