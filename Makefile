@@ -197,4 +197,6 @@ deb:
 plots:
 	bash scripts/plot-bench.sh -o docs/img/bench.png docs/data/bench-sparrow.jsonl docs/data/bench-llamacpp.jsonl
 	bash scripts/plot-serving.sh -o docs/img/serving.png docs/data/serving-sparrow.jsonl docs/data/serving-llamaserver.jsonl
+	bash scripts/plot-prefix.sh -o docs/img/prefix.png docs/data/serving-prefix-sparrow.jsonl docs/data/serving-prefix-llamaserver.jsonl
+	bash scripts/plot-sparse.sh -o docs/img/sparse.png docs/data/sparse.jsonl
 	bash scripts/plot-fairness.sh -o docs/img/fairness.png docs/data/fairness.json

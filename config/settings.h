@@ -89,6 +89,8 @@ enum sp_log_level { SP_ENUM_log_level(SP_ENUM_CONSTANT_) };
       "File mapping API keys to client names and weights; empty (and no api_key) means no authentication.") \
     X(api_key, STR, "", 0, 511, \
       "A single API key (llama-server's --api-key), for the client named \"default\".") \
+    X(trusted_proxies, STR, "", 0, 1023, \
+      "Comma-separated peer addresses (e.g. 127.0.0.1 for a local HAProxy) whose X-Forwarded-For header names the client when a request has no API key or user; empty: the peer address always names it.") \
     X(max_body_bytes, SIZE, SP_MIB(1), SP_KIB(1), SP_GIB(1), \
       "Largest request body accepted; a larger one gets 413.") \
     X(max_queue_per_client, INT, 64, 1, 1000000, \

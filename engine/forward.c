@@ -34,6 +34,8 @@ struct fwd {
     void *mm_scratch;       /* activations converted for a matmul */
     uint8_t *attn_scratch;  /* [n_threads][attn_bytes] */
     bool dense_blas;        /* F32 batches through OpenBLAS (see fwd_set_dense_blas) */
+    fwd_observer_fn observe; /* NULL: no observer (fwd_set_observer) */
+    void *observe_ctx;
     size_t attn_bytes;
 };
 
@@ -102,6 +104,15 @@ void fwd_free(struct fwd *f) {
 
 int fwd_max_tokens(const struct fwd *f) { return f->max_tokens; }
 void fwd_set_dense_blas(struct fwd *f, bool on) { f->dense_blas = on; }
+void fwd_set_observer(struct fwd *f, fwd_observer_fn fn, void *ctx) {
+    f->observe = fn;
+    f->observe_ctx = ctx;
+}
+
+/* The observer, when one is set, sees a site's input rows. */
+static inline void observe(struct fwd *f, int layer, enum fwd_site site, const float *x, int T, int n) {
+    if (f->observe) f->observe(f->observe_ctx, layer, site, x, T, n);
+}
 
 /* Every matmul of the pass. With dense_blas set, F32 weights over several
  * tokens go through OpenBLAS's sgemm instead (fast, not batch-invariant). */
@@ -175,6 +186,7 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         const struct model_layer *L = model_layer(m, l);
         for (int t = 0; t < T; t++)
             op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->attn_norm, D, s->rms_eps);
+        observe(f, l, FWD_ATTN_IN, f->xb, T, D);
         matmul(f, &L->wq, f->xb, T, f->q);
         matmul(f, &L->wk, f->xb, T, f->k);
         matmul(f, &L->wv, f->xb, T, f->v);
@@ -190,14 +202,17 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         }
         struct attn_job aj = { f, kv, b, l };
         workers_run(f->wk, attn_tasks, &aj, T * s->n_head);
+        observe(f, l, FWD_ATTN_OUT, f->att, T, Q);
         matmul(f, &L->wo, f->att, T, f->proj);
         op_add(f->x, f->proj, T * D);
 
         for (int t = 0; t < T; t++)
             op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->ffn_norm, D, s->rms_eps);
+        observe(f, l, FWD_FFN_IN, f->xb, T, D);
         matmul(f, &L->w_gate, f->xb, T, f->gate);
         matmul(f, &L->w_up, f->xb, T, f->up);
         op_swiglu(f->gate, f->up, T * F);
+        observe(f, l, FWD_FFN_MID, f->gate, T, F);
         matmul(f, &L->w_down, f->gate, T, f->proj);
         op_add(f->x, f->proj, T * D);
     }

@@ -41,6 +41,22 @@ int fwd_max_tokens(const struct fwd *f);
  * matters (perplexity). OpenBLAS uses its own threads while ours idle. */
 void fwd_set_dense_blas(struct fwd *f, bool on);
 
+/* Observer of the activations that enter the layer matmuls (calibration:
+ * `sparrow sparsify --method wanda`). fn is called from fwd_run on the
+ * calling thread, before the matmuls, with the T x n_cols row-major input
+ * rows of one site of one layer:
+ *   FWD_ATTN_IN   the normed input of attn_q, attn_k, attn_v (n_embd)
+ *   FWD_ATTN_OUT  the attention output, input of attn_output (n_head * head_dim)
+ *   FWD_FFN_IN    the normed input of ffn_gate and ffn_up (n_embd)
+ *   FWD_FFN_MID   silu(gate) * up, input of ffn_down (n_ff)
+ * The rows are the pass's own buffers: read them, do not keep them. Every
+ * token of the batch is passed, whether it wants logits or not. fn NULL
+ * (the default) removes the observer; unset it costs one branch per site. */
+enum fwd_site { FWD_ATTN_IN = 0, FWD_ATTN_OUT = 1, FWD_FFN_IN = 2, FWD_FFN_MID = 3, FWD_N_SITES = 4 };
+typedef void (*fwd_observer_fn)(void *ctx, int layer, enum fwd_site site, const float *x, int n_tokens,
+                                int n_cols);
+void fwd_set_observer(struct fwd *f, fwd_observer_fn fn, void *ctx);
+
 /* Run the batch; logits gets one n_vocab row per token whose `logits` flag is
  * set, in batch order. SP_EINVAL/SP_ERANGE (err says which token) for a
  * token id, position or slot out of range; nothing is written then. */

@@ -4,11 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/gguf.h"
 #include "kernels/quant.h"
+#include "kernels/sparse.h"
 
 #define MODEL_MAX_HEAD_DIM 512      /* op_rope keeps cos/sin on the stack */
+#define PACK_ALIGN ((size_t)2 << 20)  /* packed weights: one huge page */
 
 struct model {
     struct gguf *g;
@@ -17,6 +21,7 @@ struct model {
     struct qtensor tok_embd, output;
     const float *output_norm;
     uint64_t weight_bytes;
+    void *packed;                   /* row-interleaved weight copies (mm_pack), or NULL */
     char desc[128];
 };
 
@@ -30,7 +35,7 @@ static int get_dim(const struct gguf *g, const char *key, int lo, int hi, int *o
     return SP_OK;
 }
 
-/* A 2-D weight n_cols x n_rows of a computable type. */
+/* A 2-D weight n_cols x n_rows of a computable type (dense or sparse). */
 static int get_matrix(struct model *m, const char *name, int64_t n_cols, int64_t n_rows,
                       struct qtensor *out, struct sp_err *err) {
     const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
@@ -39,15 +44,21 @@ static int get_matrix(struct model *m, const char *name, int64_t n_cols, int64_t
         return sp_fail(err, SP_EFORMAT, "model: tensor '%s' is %lld x %lld, expected %lld x %lld", name,
                        (long long)t->ne[0], (long long)t->ne[1], (long long)n_cols, (long long)n_rows);
     const struct qtype_info *qi = qtype_get(t->type);
-    if (!qi->to_float || !qi->vec_dot)
+    struct sparse_fmt sf;
+    const bool sparse = sparse_fmt_of(t->type, &sf);
+    if (!sparse && (!qi->to_float || !qi->vec_dot))
         return sp_fail(err, SP_EUNSUP, "model: tensor '%s' has type %s, which this build cannot compute",
                        name, qi->name ? qi->name : "?");
+    /* The kernels trust a sparse index (positions pick activations): a
+     * hostile one must stop here. */
+    if (sparse && sparse_check(&sf, t->data, n_rows, n_cols) != SP_OK)
+        return sp_fail(err, SP_EFORMAT, "model: tensor '%s' (%s) has a malformed sparse index", name, qi->name);
     /* general.alignment may legally be 1 or 2; the kernels read f32 as floats
      * and blocks through structs with 16-bit fields. */
     size_t align = t->type == QTYPE_F32 ? 4 : 2;
     if ((uintptr_t)t->data % align != 0)
         return sp_fail(err, SP_EFORMAT, "model: tensor '%s' is not %zu-byte aligned", name, align);
-    *out = (struct qtensor){ t->data, t->type, n_cols, n_rows };
+    *out = (struct qtensor){ .data = t->data, .type = t->type, .n_cols = n_cols, .n_rows = n_rows };
     m->weight_bytes += t->n_bytes;
     return SP_OK;
 }
@@ -156,12 +167,79 @@ static int read_weights(struct model *m, struct sp_err *err) {
     return SP_OK;
 }
 
+/* Every matrix the forward pass multiplies by, in one list (the output head
+ * last; with tied embeddings it is a view of token_embd, whose rows are
+ * still read from the mapping for the embedding lookup). */
+static int matrices(struct model *m, struct qtensor **out) {
+    int k = 0;
+    for (int l = 0; l < m->shape.n_layer; l++) {
+        struct model_layer *L = &m->layers[l];
+        struct qtensor *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++) out[k++] = ws[i];
+    }
+    out[k++] = &m->output;
+    return k;
+}
+
+/* The mapping's pages of a tensor that now lives in a packed copy are not
+ * read again (the tied embedding table aside, a few rows per token that fault
+ * back in from the file): drop them from this process, so packing does not
+ * double the resident weights. The file mapping is private and never
+ * written, so dropped pages simply read back from the file if touched. */
+static void drop_mapped_pages(const struct qtensor *w) {
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    const uintptr_t lo = (uintptr_t)w->data, hi = lo + qtype_row_bytes(w->type, w->n_cols) * (size_t)w->n_rows;
+    const uintptr_t a = (lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), b = hi & ~((uintptr_t)page - 1);
+    if (a < b) (void)madvise((void *)a, b - a, MADV_DONTNEED);  /* advice only: failure is harmless */
+}
+
+/* Give every matrix with a packed kernel (kernels/matmul.h: Q8_0, Q4_0, Q4_K,
+ * Q6_K on AVX-512 VNNI) its row-interleaved copy, in one 64-byte aligned
+ * block the model owns, and buy batched decode its speed: the packed kernel
+ * computes 16 rows at once per instruction. Resident memory: the copies
+ * replace the mapping's pages of those tensors (drop_mapped_pages), so RSS
+ * grows only by the layout's padding (Q4_K +2.8%, Q6_K +1%, Q8_0/Q4_0 up to
+ * 63 bytes per 16 rows) and, with tied embeddings, by the table's rows the
+ * lookup faults back in. */
+static int pack_weights(struct model *m, struct sp_err *err) {
+    const int n_max = m->shape.n_layer * 7 + 1;
+    struct qtensor **ws = malloc((size_t)n_max * sizeof(*ws));
+    if (!ws) return sp_fail(err, SP_ENOMEM, "model: out of memory");
+    const int n = matrices(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += mm_pack_bytes(ws[i]);
+    if (total > 0) {
+        /* 2 MiB aligned and advised huge: every decode step streams the
+         * whole block, and with 4 KiB pages the TLB misses show (the
+         * kernel's prefetches run a few pages ahead). */
+        if (posix_memalign(&m->packed, PACK_ALIGN, total) != 0) {
+            m->packed = NULL;
+            free(ws);
+            return sp_fail(err, SP_ENOMEM, "model: out of memory for %zu bytes of packed weights", total);
+        }
+        (void)madvise(m->packed, total, MADV_HUGEPAGE);    /* advice only */
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            const size_t b = mm_pack_bytes(ws[i]);
+            if (b) {
+                mm_pack(ws[i], (uint8_t *)m->packed + off);
+                drop_mapped_pages(ws[i]);
+            }
+            off += b;
+        }
+    }
+    free(ws);
+    return SP_OK;
+}
+
 struct model *model_load(const char *path, struct sp_err *err) {
     struct model *m = calloc(1, sizeof(*m));
     if (!m) { sp_fail(err, SP_ENOMEM, "model: out of memory"); return NULL; }
     m->g = gguf_open(path, err);
     if (!m->g) goto fail;
-    if (read_shape(m, err) != SP_OK || read_weights(m, err) != SP_OK) goto fail;
+    if (read_shape(m, err) != SP_OK || read_weights(m, err) != SP_OK || pack_weights(m, err) != SP_OK)
+        goto fail;
     const struct model_shape *s = &m->shape;
     const struct qtype_info *wq = qtype_get(m->layers[0].wq.type);
     snprintf(m->desc, sizeof(m->desc), "llama %dL %dd %dh/%dkv ff%d vocab%d (%s)", s->n_layer, s->n_embd,
@@ -178,6 +256,7 @@ fail:
 void model_free(struct model *m) {
     if (!m) return;
     free(m->layers);
+    free(m->packed);
     gguf_close(m->g);
     free(m);
 }

@@ -14,7 +14,7 @@
  * as ISO C (-std=c11), where gcc does not contract a*b+c into an FMA; the
  * expressions therefore round exactly as written. */
 #include "kernels/quant.h"
-#include "kernels/sparse_nm.h"
+#include "kernels/sparse.h"
 
 #include <math.h>
 #include <string.h>
@@ -768,7 +768,7 @@ static const struct qtype_info qtypes[QTYPE_COUNT] = {
 };
 
 const struct qtype_info *qtype_get(uint32_t type) {
-    if (type >= QTYPE_SPARSE_FIRST) return sparse_qtype_get(type);   /* sparrow's own ids */
+    if (type & SPARSE_ID_FLAG) return sparse_qtype_get(type);   /* sparrow's own ids */
     if (type >= QTYPE_COUNT || !qtypes[type].name) return NULL;
     return &qtypes[type];
 }

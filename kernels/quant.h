@@ -5,7 +5,9 @@
  * `block_bytes` bytes; a row of n elements (n a multiple of block_elems) takes
  * n / block_elems * block_bytes bytes. The table knows the sizes of every ggml
  * type id (so the GGUF reader can validate any file); only types with
- * `to_float` set can be computed with.
+ * `to_float` set can be computed with here. sparrow's sparse types
+ * (kernels/sparse.h) have table entries for their sizes and names but no
+ * function pointers: they compute through sparse.h's own calls.
  *
  * Matrix products follow ggml's numerics: the activation row is first converted
  * to the weight type's `dot_type` (F16 weights -> F16 activations; Q8_0/Q4_0/
@@ -36,8 +38,9 @@ enum qtype {
     QTYPE_Q6_K = 14,
     QTYPE_Q8_K = 15,
     QTYPE_BF16 = 30,
-    QTYPE_COUNT = 40, /* ggml ids at or past this are invalid; sparrow's own
-                       * (sparse) types start at 64: kernels/sparse_nm.h */
+    QTYPE_COUNT = 40, /* ggml ids at or past this are invalid, except sparrow's
+                       * own sparse types: ids with bit 20 set (SPARSE_ID_FLAG,
+                       * kernels/sparse.h), which qtype_get forwards there */
 };
 
 struct qtype_info {

@@ -428,6 +428,476 @@ INL void f_impl(const int NT, const int kind, int64_t n, const void *w, const ui
 DEF_TILE(f32, F32_IMPL)
 DEF_TILE(f16, F16_IMPL)
 
+/* ------------------------------------------ row-interleaved (packed) kernels
+ *
+ * The tiles above read one weight row against up to 8 tokens and pay a
+ * horizontal reduction and a float rescale per 32-element block per token.
+ * The packed kernels below instead compute QPACK_ROWS = 16 rows at once, one
+ * row per zmm lane: the weights of a group of 16 rows are stored interleaved
+ * 4 bytes at a time (lane i of a packed vector = 4 consecutive quants of row
+ * i), so one vpdpbusd against a broadcast 4-byte piece of a token's
+ * activation advances the integer dot of all 16 rows, with no reduction and
+ * full 64 MAC/instruction use. The block scale d_w[row] * d_x[token] is then
+ * one lane-wise multiply per block per token. Weights are repacked once at
+ * model load (mm_pack); padded rows of a partial last group are zero.
+ *
+ * Numerics per (row, token), independent of nt, of the token's slot and of
+ * which group/thread computes the row (every op is lane-wise):
+ *   - Q8_0 / Q4_0: block by block, sumf = sumf + (float)sumi * (d_w * d_x),
+ *     sumi the exact block dot. That is quant.c's reference order, so the
+ *     result equals the reference vec_dot bit for bit (when the reference is
+ *     compiled without FMA contraction, as gcc does with -std=c11).
+ *   - Q4_K: per super-block isum = sum_j sc_j * dot_j and msum =
+ *     sum_j m_j * bsum_j exactly in int32; sums = sums + (float)isum * (d_w *
+ *     d_x), mins = mins - (float)msum * (dmin_w * d_x); result mins + sums
+ *     (ggml keeps 8 float lanes instead of one: a reordering within the
+ *     tolerance of the reference tests);
+ *   - Q6_K: per super-block isum = sum_g sc_g * (dot_g - 32 bsum_g) over the
+ *     16-element groups, exactly in int32; sums = sums + (float)isum * (d_w *
+ *     d_x) (again one lane where ggml keeps 8).
+ * The unsigned x signed products: weights are stored unsigned (Q8_0 as q +
+ * 128, Q4_0, Q4_K and Q6_K quants as they are, 0..15 or 0..63) and
+ * activations stay the signed reference quants; the offset comes back through
+ * a per-block activation term (-128, -8 or -32 times the quant sum of the
+ * block or group) that act_prep stores. */
+
+#define QP_ROWS QPACK_ROWS
+
+/* A group is one sequential stream, but with several tokens the kernels
+ * consume it in bursts between long runs of arithmetic, and the hardware
+ * prefetcher alone then falls behind on matrices that live in DRAM
+ * (measured: the 32000-row output head ran at 2/3 of the speed of the
+ * row-at-a-time kernel). So for nt >= 2 each kernel touches the lines it will
+ * need QP_PF_BYTES later. A lone token is a pure stream the hardware
+ * prefetcher keeps up with, and there the extra instructions cost ~10% of
+ * the bandwidth when both cores stream (measured), so it gets none. */
+#ifndef QP_PF_BYTES
+#define QP_PF_BYTES 8192
+#endif
+#ifndef QP_PF_HINT
+#define QP_PF_HINT _MM_HINT_T0
+#endif
+
+INL void pf_ahead(const int NT, const uint8_t *p, int lines) {
+    if (NT < 2 || QP_PF_BYTES == 0) return;
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + QP_PF_BYTES + 64 * i, QP_PF_HINT);
+}
+
+/* Packed activation row of nb 32-blocks (Q8_0 and Q4_0 weights):
+ *   qs[nb * 32]  the reference Q8_0 quants (signed)
+ *   d[nb]        their f16 block scale, widened
+ *   corr[nb]     -off * (sum of the block's quants): off = 128 for Q8_0
+ *                (weights stored + 128), 8 for Q4_0 (nibbles not re-centred) */
+static size_t q0p_act_bytes(int64_t n) { return round64((size_t)(n / QK32) * 40); }
+
+/* quant.c's Q8_0 activation quantizer, one 32-block, in SIMD: every
+ * element goes through the same IEEE operations (the max of |x| is exact in
+ * any order; x * id rounded half to even, which is what the reference's
+ * nearest_int does), so quants and scale are the reference's bit for bit
+ * (tests compare the bytes). Returns the sum of the quants. */
+static TGT int32_t q8_0_quant_block(const float *x, int8_t *qs, float *d) {
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    *d = qt_f16_to_f32(qt_f32_to_f16(amax / 127.f));
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i qa = _mm512_cvt_roundps_epi32(_mm512_mul_ps(a, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i qb = _mm512_cvt_roundps_epi32(_mm512_mul_ps(b, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(qa));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(qb));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+}
+
+static void q0p_act_prep_off(const float *x, int64_t n, void *dst, int off) {
+    const int64_t nb = n / QK32;
+    int8_t *qs = dst;
+    float *d = (float *)(qs + nb * 32);
+    int32_t *corr = (int32_t *)(d + nb);
+    for (int64_t b = 0; b < nb; b++) corr[b] = -off * q8_0_quant_block(x + b * QK32, qs + b * 32, &d[b]);
+}
+
+static void q8_0p_act_prep(const float *x, int64_t n, void *dst) { q0p_act_prep_off(x, n, dst, 128); }
+static void q4_0p_act_prep(const float *x, int64_t n, void *dst) { q0p_act_prep_off(x, n, dst, 8); }
+
+/* Packed Q8_0 group: per block 8 vectors of 64 bytes (vector k, lane i =
+ * quants 4k..4k+3 of row i, + 128), all blocks first; then the 16 f16 row
+ * scales of each block (32 bytes per block), so the quants stay 64-aligned. */
+static size_t q8_0p_group_bytes(int64_t n) { return round64((size_t)(n / QK32) * (512 + 32)); }
+
+static void q8_0p_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst) {
+    const int64_t nb = n / QK32;
+    uint8_t *q = dst;
+    uint16_t *d = (uint16_t *)(q + nb * 512);
+    memset(dst, 0, q8_0p_group_bytes(n));
+    for (int i = 0; i < nr; i++) {
+        const struct fb_q8_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        for (int64_t b = 0; b < nb; b++) {
+            for (int e = 0; e < 32; e++)
+                q[b * 512 + (e / 4) * 64 + i * 4 + e % 4] = (uint8_t)(W[b].qs[e] + 128);
+            d[b * QP_ROWS + i] = W[b].d;
+        }
+    }
+}
+
+/* Packed Q4_0 group: per block 4 vectors of 64 bytes (vector j, lane i = the
+ * packed bytes qs[4j..4j+3] of row i: low nibbles are elements 4j.., high
+ * nibbles elements 16 + 4j..), then the f16 scales as for Q8_0. */
+static size_t q4_0p_group_bytes(int64_t n) { return round64((size_t)(n / QK32) * (256 + 32)); }
+
+static void q4_0p_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst) {
+    const int64_t nb = n / QK32;
+    uint8_t *q = dst;
+    uint16_t *d = (uint16_t *)(q + nb * 256);
+    memset(dst, 0, q4_0p_group_bytes(n));
+    for (int i = 0; i < nr; i++) {
+        const struct fb_q4_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        for (int64_t b = 0; b < nb; b++) {
+            for (int e = 0; e < 16; e++) q[b * 256 + (e / 4) * 64 + i * 4 + e % 4] = W[b].qs[e];
+            d[b * QP_ROWS + i] = W[b].d;
+        }
+    }
+}
+
+/* Broadcast the 4 activation bytes at p (any alignment). */
+INL __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* Exact dot of one 32-block for 16 rows: w[k] holds quants 4k..4k+3 of every
+ * row, xq the token's 32 quants; two chains so a lone token is not bound by
+ * the vpdpbusd latency (integer sums: the split does not change a bit). */
+INL __m512i dot32x16(const __m512i w[8], const int8_t *xq, __m512i init) {
+    __m512i s0 = init, s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], bcast4(xq + 4 * k));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], bcast4(xq + 4 * k + 4));
+    }
+    return _mm512_add_epi32(s0, s1);
+}
+
+/* kind 0: Q8_0, 1: Q4_0. y[t * ys + i] for rows i < nr of the group. */
+INL void q0p_impl(const int NT, const int kind, int64_t n, const uint8_t *g, const uint8_t *act,
+                  size_t as, float *y, size_t ys, int nr) {
+    const int64_t nb = n / QK32;
+    const uint16_t *dws = (const uint16_t *)(g + nb * (kind == 0 ? 512 : 256));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[QPACK_MAX_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i w[8];
+        if (kind == 0) {
+            pf_ahead(NT, g + b * 512, 8);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) w[k] = _mm512_load_si512(g + b * 512 + 64 * k);
+        } else {
+            pf_ahead(NT, g + b * 256, 4);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_load_si512(g + b * 256 + 64 * k);
+                w[k] = _mm512_and_si512(v, m4);
+                w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dws + b * QP_ROWS)));
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *a = act + (size_t)t * as;
+            const float *dx = (const float *)(a + nb * 32);
+            const int32_t *corr = (const int32_t *)(dx + nb);
+            const __m512i s = dot32x16(w, (const int8_t *)a + b * 32, _mm512_set1_epi32(corr[b]));
+            const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(dx[b]));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
+}
+
+/* Packed K-quant activation (Q4_K and Q6_K weights), per 256-super-block,
+ * 384 bytes:
+ *   qs[256]       the reference Q8_K quants
+ *   c16[16]       int32 -32 * (quant sum of each 16 elements): Q6_K's offset
+ *   d             (at 320) the reference Q8_K scale
+ *   bsum32[8]     (at 324) int16 quant sums of each 32 elements (the
+ *                 reference's bsums added in pairs), for Q4_K's mins term */
+#define QKP_ACT 384
+#define QKP_C16 256
+#define QKP_D 320
+#define QKP_BSUM32 324
+static size_t qkp_act_bytes(int64_t n) { return (size_t)(n / QK_K) * QKP_ACT; }
+
+/* quant.c's Q8_K quantizer for one super-block, in SIMD, straight into the
+ * packed layout: the same IEEE operations per element (the signed value of
+ * largest magnitude is the first one in element order, as the reference's
+ * strict > keeps), so quants, bsums and d are the reference's bit for bit. */
+static TGT void qkp_quant_block(const float *x, uint8_t *o) {
+    __m512 v[16];
+    __m512 am = _mm512_setzero_ps();
+    for (int k = 0; k < 16; k++) {
+        v[k] = _mm512_loadu_ps(x + 16 * k);
+        am = _mm512_max_ps(am, _mm512_abs_ps(v[k]));
+    }
+    const float amax = _mm512_reduce_max_ps(am);
+    memset(o, 0, QKP_ACT);
+    if (amax == 0.0f) return;   /* the reference's all-zero block */
+    float max = 0.0f;
+    for (int k = 0; k < 16; k++) {
+        const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(v[k]), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+        if (hit) { max = x[16 * k + __builtin_ctz(hit)]; break; }
+    }
+    const float iscale = -127.f / max;
+    const __m512 vs = _mm512_set1_ps(iscale);
+    int32_t c16[16];
+    int16_t s32[8];
+    for (int k = 0; k < 16; k++) {
+        const __m512i q = _mm512_min_epi32(_mm512_set1_epi32(127),
+            _mm512_cvt_roundps_epi32(_mm512_mul_ps(vs, v[k]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm_storeu_si128((__m128i *)(o + 16 * k), _mm512_cvtepi32_epi8(q));
+        const int32_t bsum = _mm512_reduce_add_epi32(q);
+        c16[k] = -32 * bsum;
+        if (k % 2 == 0) s32[k / 2] = (int16_t)bsum;
+        else s32[k / 2] = (int16_t)(s32[k / 2] + bsum);
+    }
+    const float d = 1 / iscale;
+    memcpy(o + QKP_C16, c16, sizeof c16);
+    memcpy(o + QKP_D, &d, 4);
+    memcpy(o + QKP_BSUM32, s32, sizeof s32);
+}
+
+static void qkp_act_prep(const float *x, int64_t n, void *dst) {
+    for (int64_t b = 0; b < n / QK_K; b++) qkp_quant_block(x + b * QK_K, (uint8_t *)dst + b * QKP_ACT);
+}
+
+/* Packed Q4_K group, per super-block, 2368 bytes (a multiple of 64):
+ *   qs    32 vectors: vector 8c + k, lane i = row i's qs[32c + 4k .. +3]
+ *         (low nibbles: sub-block 2c, high nibbles: sub-block 2c + 1)
+ *   sc    [8][16] bytes: 6-bit scale of sub-block j of row i
+ *   mn    [4][16][2] bytes: mins m_2k, m_2k+1 of row i (int16 pairs once
+ *         zero-extended, for vpdpwssd against the paired bsums)
+ *   d     16 f16, dmin 16 f16 */
+#define Q4KP_SB 2368
+static size_t q4_Kp_group_bytes(int64_t n) { return (size_t)(n / QK_K) * Q4KP_SB; }
+
+static void q4_K_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void q4_Kp_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst) {
+    const int64_t nb = n / QK_K;
+    memset(dst, 0, q4_Kp_group_bytes(n));
+    for (int i = 0; i < nr; i++) {
+        const struct fb_q4_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + b * Q4KP_SB;
+            for (int e = 0; e < 128; e++) o[(e / 4) * 64 + i * 4 + e % 4] = W[b].qs[e];
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                q4_K_scale_min_k4(j, W[b].scales, &sc, &m);
+                o[2048 + j * 16 + i] = sc;
+                o[2048 + 128 + (j / 2) * 32 + i * 2 + j % 2] = m;
+            }
+            memcpy(o + 2304 + 2 * i, &W[b].d, 2);
+            memcpy(o + 2336 + 2 * i, &W[b].dmin, 2);
+        }
+    }
+}
+
+INL void q4_Kp_impl(const int NT, int64_t n, const uint8_t *g, const uint8_t *act, size_t as,
+                    float *y, size_t ys, int nr) {
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 sums[QPACK_MAX_TOK], mins[QPACK_MAX_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) sums[t] = mins[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = g + b * Q4KP_SB;
+        __m512i isum[QPACK_MAX_TOK];
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {   /* sub-block j: nibbles of chunk j/2 */
+            pf_ahead(NT, o + j * 296, 5);   /* 8 x 296 = 2368: the whole super-block */
+            __m512i w[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_load_si512(o + (j / 2) * 512 + 64 * k);
+                w[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 2048 + 16 * j)));
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; t++) {
+                const int8_t *xq = (const int8_t *)(act + (size_t)t * as + b * QKP_ACT) + 32 * j;
+                const __m512i s = dot32x16(w, xq, _mm512_setzero_si512());
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + 2304)));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + 2336)));
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *a = act + (size_t)t * as + b * QKP_ACT;
+            __m512i ms = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i mk = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(o + 2176 + 32 * k)));
+                ms = _mm512_dpwssd_epi32(ms, mk, bcast4((const int8_t *)a + QKP_BSUM32 + 4 * k));
+            }
+            float dx;
+            memcpy(&dx, a + QKP_D, 4);
+            const __m512 vdx = _mm512_set1_ps(dx);
+            sums[t] = _mm512_add_ps(sums[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, vdx)));
+            mins[t] = _mm512_sub_ps(mins[t], _mm512_mul_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmw, vdx)));
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, _mm512_add_ps(mins[t], sums[t]));
+}
+
+/* Packed Q6_K group, per super-block, 3392 bytes (53 * 64):
+ *   nib   32 vectors, as Q4_K's: vector 8c + k, lane i, byte m: low nibble =
+ *         low 4 bits of element 64c + 4k + m of row i, high nibble = of
+ *         element 64c + 32 + 4k + m
+ *   hi2   16 vectors at 2048: vector 8h + k, lane i, byte m, bits 2u..2u+1 =
+ *         top 2 bits of element 32(4h + u) + 4k + m
+ *   sc    [16][16] int8 at 3072: scale of 16-element group g of row i
+ *   d     16 f16 at 3328, then padding
+ * Quants are the unsigned 0..63 (value + 32); the activation's c16 brings the
+ * -32 back, group by group, before the scale multiplies. */
+#define Q6KP_SB 3392
+static size_t q6_Kp_group_bytes(int64_t n) { return (size_t)(n / QK_K) * Q6KP_SB; }
+
+/* Element e (0..255) of a Q6_K block as the unsigned 6-bit quant (ggml's
+ * dequantize_row_q6_K order). */
+static int q6_K_quant(const struct fb_q6_K *B, int e) {
+    const int n = e / 128, q = (e % 128) / 32, l = e % 32;
+    const int lo = (B->ql[64 * n + l + 32 * (q & 1)] >> (4 * (q >> 1))) & 0xF;
+    const int hi = (B->qh[32 * n + l] >> (2 * q)) & 3;
+    return lo | (hi << 4);
+}
+
+static void q6_Kp_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst) {
+    const int64_t nb = n / QK_K;
+    memset(dst, 0, q6_Kp_group_bytes(n));
+    for (int i = 0; i < nr; i++) {
+        const struct fb_q6_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + b * Q6KP_SB;
+            for (int e = 0; e < 256; e++) {
+                const int q = q6_K_quant(&W[b], e), p = e % 32, sb = e / 32;
+                const int lane_byte = i * 4 + p % 4;
+                o[((e / 64) * 8 + p / 4) * 64 + lane_byte] |= (uint8_t)((q & 15) << (e % 64 >= 32 ? 4 : 0));
+                o[2048 + ((sb / 4) * 8 + p / 4) * 64 + lane_byte] |= (uint8_t)((q >> 4) << (2 * (sb % 4)));
+            }
+            for (int g = 0; g < 16; g++) o[3072 + g * 16 + i] = (uint8_t)W[b].scales[g];
+            memcpy(o + 3328 + 2 * i, &W[b].d, 2);
+        }
+    }
+}
+
+/* Exact dot of 16 elements (4 bytes x 4) for 16 rows, starting from init. */
+INL __m512i dot16x16(const __m512i w[4], const int8_t *xq, __m512i init) {
+    __m512i s0 = _mm512_dpbusd_epi32(init, w[0], bcast4(xq));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(xq + 4));
+    s0 = _mm512_dpbusd_epi32(s0, w[2], bcast4(xq + 8));
+    s1 = _mm512_dpbusd_epi32(s1, w[3], bcast4(xq + 12));
+    return _mm512_add_epi32(s0, s1);
+}
+
+/* Top 2 bits of sub-block u of a hi2 vector (bits 2u..2u+1 of each byte,
+ * shift = 2u), moved to bits 4..5: within each 16-bit lane the bits a shift
+ * drags across the byte boundary land outside 4..5 and are masked off. */
+INL __m512i q6_hi2(__m512i v, __m128i shift) {
+    return _mm512_and_si512(_mm512_slli_epi16(_mm512_srl_epi16(v, shift), 4), _mm512_set1_epi8(0x30));
+}
+
+INL void q6_Kp_impl(const int NT, int64_t n, const uint8_t *g, const uint8_t *act, size_t as,
+                    float *y, size_t ys, int nr) {
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 sums[QPACK_MAX_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) sums[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = g + b * Q6KP_SB;
+        __m512i isum[QPACK_MAX_TOK];
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {   /* sub-block j: groups 2j, 2j + 1 */
+            pf_ahead(NT, o + j * 424, 7);   /* 8 x 424 = 3392: the whole super-block */
+            __m512i w[8];
+            const __m128i lo_shift = _mm_cvtsi32_si128(4 * (j % 2)), hi_shift = _mm_cvtsi32_si128(2 * (j % 4));
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_load_si512(o + (j / 2) * 512 + 64 * k);
+                const __m512i h = _mm512_load_si512(o + 2048 + (j / 4) * 512 + 64 * k);
+                w[k] = _mm512_or_si512(_mm512_and_si512(_mm512_srl_epi16(v, lo_shift), m4),
+                                       q6_hi2(h, hi_shift));
+            }
+            const __m512i sa = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(o + 3072 + 32 * j)));
+            const __m512i sb = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(o + 3088 + 32 * j)));
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; t++) {
+                const uint8_t *a = act + (size_t)t * as + b * QKP_ACT;
+                const int32_t *c16 = (const int32_t *)(a + QKP_C16);
+                const int8_t *xq = (const int8_t *)a + 32 * j;
+                const __m512i da = dot16x16(w, xq, _mm512_set1_epi32(c16[2 * j]));
+                const __m512i db = dot16x16(w + 4, xq + 16, _mm512_set1_epi32(c16[2 * j + 1]));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(da, sa),
+                                                                     _mm512_mullo_epi32(db, sb)));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + 3328)));
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+            float dx;
+            memcpy(&dx, act + (size_t)t * as + b * QKP_ACT + QKP_D, 4);
+            sums[t] = _mm512_add_ps(sums[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]),
+                                                           _mm512_mul_ps(dw, _mm512_set1_ps(dx))));
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, sums[t]);
+}
+
+/* Packed tile dispatch: one fully unrolled copy per token count. */
+#define PTILE_ARGS int64_t n, const void *g, const void *act, size_t as, int nt, float *y, size_t ys, int nr
+#define PCASE(k, IMPL) case k: IMPL(k, n, g, act, as, y, ys, nr); break;
+#define DEF_PTILE(NAME, IMPL)                                                          \
+    static TGT void NAME##_ptile(PTILE_ARGS) {                                         \
+        switch (nt) {                                                                  \
+        PCASE(1, IMPL) PCASE(2, IMPL) PCASE(3, IMPL) PCASE(4, IMPL)                    \
+        PCASE(5, IMPL) PCASE(6, IMPL) PCASE(7, IMPL) PCASE(8, IMPL)                    \
+        default: break;                                                                \
+        }                                                                              \
+    }
+#define Q8_0P_IMPL(NT, n, g, a, as, y, ys, nr) q0p_impl(NT, 0, n, g, a, as, y, ys, nr)
+#define Q4_0P_IMPL(NT, n, g, a, as, y, ys, nr) q0p_impl(NT, 1, n, g, a, as, y, ys, nr)
+DEF_PTILE(q8_0, Q8_0P_IMPL)
+DEF_PTILE(q4_0, Q4_0P_IMPL)
+DEF_PTILE(q4_K, q4_Kp_impl)
+DEF_PTILE(q6_K, q6_Kp_impl)
+
+static const struct qpack p_q8_0 = {"avx512-q8_0x16", 8, q0p_act_bytes, q8_0p_act_prep,
+                                     q8_0p_group_bytes, q8_0p_pack, q8_0_ptile};
+static const struct qpack p_q4_0 = {"avx512-q4_0x16", 8, q0p_act_bytes, q4_0p_act_prep,
+                                     q4_0p_group_bytes, q4_0p_pack, q4_0_ptile};
+static const struct qpack p_q4_K = {"avx512-q4_Kx16", 8, qkp_act_bytes, qkp_act_prep,
+                                     q4_Kp_group_bytes, q4_Kp_pack, q4_K_ptile};
+static const struct qpack p_q6_K = {"avx512-q6_Kx16", 8, qkp_act_bytes, qkp_act_prep,
+                                     q6_Kp_group_bytes, q6_Kp_pack, q6_K_ptile};
+
 /* ------------------------------------------------------------- dispatch */
 
 static const struct qfast k_q8_0 = {"avx512-q8_0", 8, q0_act_bytes, q0_act_prep, q8_0_tile};
@@ -438,7 +908,7 @@ static const struct qfast k_q6_K = {"avx512-q6_K", 4, qk_act_bytes, qk_act_prep,
 static const struct qfast k_f16 = {"avx512-f16", 4, f_act_bytes, f16_act_prep, f16_tile};
 static const struct qfast k_f32 = {"avx512-f32", 4, f_act_bytes, f32_act_prep, f32_tile};
 
-static int cpu_ok, env_ref;
+static int cpu_ok, cpu_avx2, env_ref, env_avx2;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
 static void probe(void) {
@@ -446,13 +916,14 @@ static void probe(void) {
     cpu_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
              __builtin_cpu_supports("fma");
+    cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
     const char *e = getenv("SPARROW_KERNELS");
     env_ref = e && strcmp(e, "ref") == 0;
+    env_avx2 = e && strcmp(e, "avx2") == 0;
 }
 
-const struct qfast *qfast_get_cpu(enum qtype wtype) {
-    pthread_once(&probe_once, probe);
-    if (!cpu_ok) return NULL;
+static const struct qfast *avx512_get(enum qtype wtype) {
     switch (wtype) {
     case QTYPE_Q8_0: return &k_q8_0;
     case QTYPE_Q4_0: return &k_q4_0;
@@ -461,18 +932,46 @@ const struct qfast *qfast_get_cpu(enum qtype wtype) {
     case QTYPE_Q6_K: return &k_q6_K;
     case QTYPE_F16: return &k_f16;
     case QTYPE_F32: return &k_f32;
+    case QTYPE_BF16: return qfast_bf16_get();   /* NULL without AVX512-BF16 */
     default: return NULL;
     }
 }
 
+const struct qfast *qfast_get_cpu(enum qtype wtype) {
+    pthread_once(&probe_once, probe);
+    const struct qfast *k = cpu_ok ? avx512_get(wtype) : NULL;
+    return k ? k : cpu_avx2 ? qfast_avx2_get(wtype) : NULL;
+}
+
 const struct qfast *qfast_get(enum qtype wtype) {
     pthread_once(&probe_once, probe);
-    return env_ref ? NULL : qfast_get_cpu(wtype);
+    if (env_ref) return NULL;
+    if (env_avx2) return cpu_avx2 ? qfast_avx2_get(wtype) : NULL;
+    return qfast_get_cpu(wtype);
+}
+
+const struct qpack *qpack_get_cpu(enum qtype wtype) {
+    pthread_once(&probe_once, probe);
+    if (!cpu_ok) return NULL;
+    switch (wtype) {
+    case QTYPE_Q8_0: return &p_q8_0;
+    case QTYPE_Q4_0: return &p_q4_0;
+    case QTYPE_Q4_K: return &p_q4_K;
+    case QTYPE_Q6_K: return &p_q6_K;
+    default: return NULL;
+    }
+}
+
+const struct qpack *qpack_get(enum qtype wtype) {
+    pthread_once(&probe_once, probe);
+    return env_ref || env_avx2 ? NULL : qpack_get_cpu(wtype);
 }
 
 #else /* not x86: no fast kernels */
 
 const struct qfast *qfast_get_cpu(enum qtype wtype) { (void)wtype; return NULL; }
 const struct qfast *qfast_get(enum qtype wtype) { (void)wtype; return NULL; }
+const struct qpack *qpack_get_cpu(enum qtype wtype) { (void)wtype; return NULL; }
+const struct qpack *qpack_get(enum qtype wtype) { (void)wtype; return NULL; }
 
 #endif

@@ -299,6 +299,37 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* --- generation ------------------------------------------------------------- */
 
+/* True when ip is one of the comma-separated addresses in list. */
+static bool in_list(const char *list, const char *ip) {
+    const size_t n = strlen(ip);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - p) == n && n && memcmp(p, ip, n) == 0) return true;
+        p = e;
+    }
+    return false;
+}
+
+/* The last address of an X-Forwarded-For value (the one the trusted proxy
+ * appended; earlier ones are the client's own claims) into out, if it is a
+ * valid IPv4/IPv6 address. */
+static bool forwarded_for(const char *xff, char *out, size_t cap) {
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ') last++;
+    size_t n = strcspn(last, " ");
+    if (n == 0 || n >= cap) return false;
+    memcpy(out, last, n);
+    out[n] = 0;
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, out, buf) == 1 || inet_pton(AF_INET6, out, buf) == 1;
+}
+
+/* Fair queuing's client name: the API key's client, else the request's
+ * `user`, else the peer address, or for a trusted proxy the address it
+ * forwarded for. */
 static void client_name(struct conn *k, const char *auth_client, const char *user, char *out, size_t cap) {
     if (auth_client) { snprintf(out, cap, "%s", auth_client); return; }
     if (user && *user) { snprintf(out, cap, "%s", user); return; }
@@ -308,6 +339,12 @@ static void client_name(struct conn *k, const char *auth_client, const char *use
         const struct sockaddr *sa = ci->client_addr;
         if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
         else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    }
+    const char *xff = MHD_lookup_connection_value(k->c, MHD_HEADER_KIND, "X-Forwarded-For");
+    char fwd[INET6_ADDRSTRLEN];
+    if (xff && in_list(k->h->cfg.trusted_proxies, ip) && forwarded_for(xff, fwd, sizeof(fwd))) {
+        snprintf(out, cap, "%s", fwd);
+        return;
     }
     snprintf(out, cap, "%s", ip);
 }

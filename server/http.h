@@ -27,6 +27,7 @@ struct http_config {
     int max_connections;
     int timeout_s;          /* idle connection timeout, and the most reading one request may take */
     size_t max_body_bytes;
+    const char *trusted_proxies;    /* comma-separated peer addresses; may be NULL */
     struct api_limits limits;   /* model name, token caps, chat template */
 };
 

@@ -34,7 +34,6 @@
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/service.h"
-#include "kernels/sparse_nm.h"
 
 #define MAX_STOPS 8
 
@@ -521,6 +520,11 @@ static int convert_and_report(const char *verb, const char *in, const char *out,
     fprintf(stderr, "sparrow %s: wrote %s: %d tensors converted, %d fell back to another type, %d copied; "
             "%.2f MiB -> %.2f MiB of tensor data\n", verb, out, st.n_converted, st.n_fallback, st.n_copied,
             st.bytes_in / 1048576.0, st.bytes_out / 1048576.0);
+    if (o->sparse)
+        fprintf(stderr, "sparrow %s: %s (%s, %s values): %d tensors pruned, %d kept dense (row length), "
+                "sparsity %.2f%% of %llu pruned weights\n", verb, o->sparse_format, o->sparse_method,
+                o->sparse->fmt.val == SPARSE_VAL_F16 ? "f16" : o->sparse->fmt.val == SPARSE_VAL_Q8 ? "q8" : "q4",
+                st.n_converted, st.n_fallback, 100.0 * st.sparsity, (unsigned long long)st.n_pruned_elems);
     return 0;
 }
 
@@ -549,34 +553,92 @@ static int cmd_quantize(int argc, char **argv) {
     return convert_and_report("quantize", in, out, &o);
 }
 
+/* The whole of a file, NUL-terminated; NULL (errno set) on failure. */
+static char *read_text(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    size_t cap = 1 << 16;
+    char *text = malloc(cap + 1);
+    *len = 0;
+    for (size_t r; text && (r = fread(text + *len, 1, cap - *len, fp)) > 0;) {
+        *len += r;
+        if (*len == cap) {
+            char *t = realloc(text, (cap *= 2) + 1);
+            if (!t) { free(text); text = NULL; errno = ENOMEM; } else text = t;
+        }
+    }
+    fclose(fp);
+    if (text) text[*len] = '\0';
+    return text;
+}
+
 static int cmd_sparsify(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *format = "2:4", *method = "magnitude", *skip = NULL;
-    int threads = 2;
+    const char *sparsity = NULL, *calib = NULL, *quant = "f16", *block = NULL;
+    int threads = 2, calib_ctx = 0;
     const struct flag flags[] = {
         { "-m", "--model", FLAG_STR, &in, "input GGUF model (required)" },
         { "-o", "--output", FLAG_STR, &out, "output GGUF file (required)" },
-        { NULL, "--format", FLAG_STR, &format, "sparse format: 2:4 (default 2:4)" },
-        { NULL, "--method", FLAG_STR, &method, "pruning method: magnitude (default magnitude)" },
+        { NULL, "--format", FLAG_STR, &format, "2:4, N:M, V:N:M (e.g. 64:2:8), n:M, n:m, block or 1xB (default 2:4)" },
+        { NULL, "--sparsity", FLAG_STR, &sparsity, "fraction pruned, 0.75 or 75% (block, n:M and n:m need it)" },
+        { NULL, "--block", FLAG_STR, &block, "with --format block: 1x2, 1x4, 1x8 or 1x16 (default 1x16)" },
+        { NULL, "--quant", FLAG_STR, &quant, "kept values: f16, q8 or q4 (default f16)" },
+        { NULL, "--method", FLAG_STR, &method, "pruning score: magnitude |w| or wanda |w|*||x|| (default magnitude)" },
+        { NULL, "--calib", FLAG_STR, &calib, "wanda: calibration text file (required; not the evaluation text)" },
+        { NULL, "--calib-ctx", FLAG_INT, &calib_ctx, "wanda: tokens per calibration chunk (default min(256, context))" },
         { NULL, "--skip-layers", FLAG_STR, &skip, "layers left dense, comma-separated (e.g. 0,5)" },
         { "-t", "--threads", FLAG_INT, &threads, "conversion threads (default 2)" },
         { NULL, NULL, 0, NULL, NULL },
     };
     int pr = parse_flags("sparsify", flags, argc, argv);
     if (pr > 0) {
-        print_help("sparsify", "Prune the per-layer weight matrices to N:M sparsity and store them compressed\n"
-                   "(2:4: type s24_f16, F16 kept values; see docs/formats.md). token_embd, output and\n"
-                   "the norms stay as they are, and so does a matrix whose row length is not a multiple of 32.", flags);
+        print_help("sparsify",
+                   "Prune the per-layer weight matrices (blk.N.*.weight) and store them compressed (see\n"
+                   "docs/formats.md). Formats: N:M keeps N of every M consecutive weights of a row\n"
+                   "(1 <= N <= M <= 16; --sparsity, if given, must equal 1 - N/M); n:M picks N =\n"
+                   "round((1 - S) * M) from --sparsity S, n:m also picks M: the first of 4, 8, 16 that\n"
+                   "makes N whole (else 16); V:N:M (N = 2, M 4..16) lets V rows share 4 of every M\n"
+                   "columns, each row keeping its best 2 (stored as 2:M); block keeps whole 1 x b\n"
+                   "blocks, n = round((1 - S) * m) of every m (m*b = 256, else 128, else 64 columns).\n"
+                   "A matrix whose row length is not a multiple of the format's super-block, token_embd,\n"
+                   "output, the norms and --skip-layers stay as they are. Wanda scores |w| times the L2\n"
+                   "norm of the weight's input column over the --calib text run through the dense model;\n"
+                   "calibrate on different text than you evaluate perplexity on (it would leak).", flags);
         return 0;
     }
     if (pr < 0) return 2;
     if (!in || !out) { fprintf(stderr, "sparrow sparsify: -m IN and -o OUT are required\n"); return 2; }
-    if (strcmp(format, "2:4") != 0) { fprintf(stderr, "sparrow sparsify: --format '%s' is not supported (2:4 is)\n", format); return 2; }
-    if (strcmp(method, "magnitude") != 0) { fprintf(stderr, "sparrow sparsify: --method '%s' is not supported (magnitude is)\n", method); return 2; }
+    struct convert_sparse sp;
+    char name[64], msg[256];
+    if (convert_parse_sparse(format, block, sparsity, quant, &sp, name, sizeof(name), msg, sizeof(msg))) {
+        fprintf(stderr, "sparrow sparsify: %s\n", msg);
+        return 2;
+    }
+    const bool wanda = !strcmp(method, "wanda");
+    if (!wanda && strcmp(method, "magnitude") != 0) {
+        fprintf(stderr, "sparrow sparsify: --method '%s' is not magnitude or wanda\n", method);
+        return 2;
+    }
+    if (wanda && !calib) { fprintf(stderr, "sparrow sparsify: --method wanda needs --calib FILE\n"); return 2; }
+    if (!wanda && calib) { fprintf(stderr, "sparrow sparsify: --calib is used by --method wanda only\n"); return 2; }
     struct int_list sl = { .n = 0 };
     if (skip && parse_int_list(skip, &sl)) { fprintf(stderr, "sparrow sparsify: bad --skip-layers '%s'\n", skip); return 2; }
-    struct convert_opts o = { .type = QTYPE_S24_F16, .layers_only = true, .skip_layers = sl.v, .n_skip_layers = sl.n,
-                              .sparse_format = format, .sparse_method = method, .threads = threads };
-    return convert_and_report("sparsify", in, out, &o);
+    struct convert_calib *cal = NULL;
+    if (wanda) {
+        size_t len;
+        char *text = read_text(calib, &len);
+        if (!text) { fprintf(stderr, "sparrow sparsify: cannot read '%s': %s\n", calib, strerror(errno)); return 1; }
+        struct sp_err err = {0};
+        int rc = convert_calibrate(in, text, len, calib_ctx, threads, &cal, &err);
+        free(text);
+        if (rc != SP_OK) { fprintf(stderr, "sparrow sparsify: %s\n", err.msg); return 1; }
+        fprintf(stderr, "sparrow sparsify: calibrated on %d tokens of %s\n", convert_calib_tokens(cal), calib);
+    }
+    struct convert_opts o = { .layers_only = true, .skip_layers = sl.v, .n_skip_layers = sl.n, .sparse = &sp,
+                              .calib = cal, .sparse_format = name, .sparse_method = method, .threads = threads };
+    int status = convert_and_report("sparsify", in, out, &o);
+    convert_calib_free(cal);
+    return status;
 }
 
 /* Running values go to stdout (they are results, as llama-perplexity prints
@@ -753,6 +815,7 @@ static int cmd_serve(int argc, char **argv) {
     struct http_config hc = {
         .listen_fd = fd, .threads = 2, .max_connections = (int)cfg.max_connections,
         .timeout_s = (int)cfg.request_timeout_s, .max_body_bytes = (size_t)cfg.max_body_bytes,
+        .trusted_proxies = cfg.trusted_proxies,
         .limits = { .max_tokens_limit = (int)cfg.max_tokens_limit, .max_prompt_tokens = sc.n_ctx - 1,
                     .model_name = sp_config_model_name(&cfg, model_name, sizeof(model_name)),
                     .chat_template = chat_template },
@@ -832,7 +895,7 @@ static const struct verb {
     { "bench", cmd_bench, "measure prompt and generation speed" },
     { "perplexity", cmd_perplexity, "perplexity of the model over a text file" },
     { "quantize", cmd_quantize, "convert a GGUF's weights to another type" },
-    { "sparsify", cmd_sparsify, "prune a GGUF's layer weights to 2:4 sparsity" },
+    { "sparsify", cmd_sparsify, "prune a GGUF's layer weights to N:M, V:N:M or block sparsity" },
 };
 
 static void usage(FILE *out) {

@@ -30,6 +30,14 @@ for t in "$dir"/test_*; do
     out=$("$t" 2>&1); rc=$?
     count "$(basename "$t")" "$out" "$rc" '^(FAIL|  FAIL)'
 done
+# The kernel-sensitive tests again on the AVX2 kernels (what CPUs without
+# AVX-512 run): golden logits and batch invariance must hold there too.
+for t in test_golden test_forward test_kernels; do
+    [ -x "$dir/$t" ] || continue
+    echo "== $t (SPARROW_KERNELS=avx2)"
+    out=$(SPARROW_KERNELS=avx2 "$dir/$t" 2>&1); rc=$?
+    count "$t-avx2" "$out" "$rc" '^(FAIL|  FAIL)'
+done
 for t in tests/cli/test_*.sh; do
     [ -f "$t" ] || continue
     echo "== $(basename "$t")"

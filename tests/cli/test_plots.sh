@@ -29,12 +29,53 @@ bash scripts/plot-serving.sh -o "$tmp/serving.png" docs/data/serving-sparrow.jso
     > "$tmp/log" 2>&1 || { cat "$tmp/log"; bad "plot-serving.sh failed"; }
 png "$tmp/serving.png"
 
+bash scripts/plot-prefix.sh -o "$tmp/prefix.png" docs/data/serving-prefix-sparrow.jsonl docs/data/serving-prefix-llamaserver.jsonl \
+    > "$tmp/log" 2>&1 || { cat "$tmp/log"; bad "plot-prefix.sh failed"; }
+png "$tmp/prefix.png"
+# Small sample: two levels, no meta line, plus a uniform record that must be skipped.
+{ grep '"workload": "prefix"' docs/data/serving-prefix-sparrow.jsonl | head -2
+  grep '"workload": "uniform"' docs/data/serving-sparrow.jsonl | head -1; } > "$tmp/prefix-small.jsonl"
+bash scripts/plot-prefix.sh -o "$tmp/prefix1.png" "$tmp/prefix-small.jsonl" > "$tmp/log" 2>&1 \
+    || { cat "$tmp/log"; bad "plot-prefix.sh on one small file failed"; }
+png "$tmp/prefix1.png"
+# Rejected: no shared-prefix records, non-JSON, a missing TTFT, a duplicated level.
+bash scripts/plot-prefix.sh -o "$tmp/bad3.png" docs/data/serving-sparrow.jsonl > /dev/null 2>&1 \
+    && bad "plot-prefix.sh accepted a file without shared-prefix records"
+{ head -1 "$tmp/prefix-small.jsonl"; echo 'not json'; } > "$tmp/prefix-bad1.jsonl"
+bash scripts/plot-prefix.sh -o "$tmp/bad4.png" "$tmp/prefix-bad1.jsonl" > /dev/null 2>&1 \
+    && bad "plot-prefix.sh accepted a non-JSON file"
+echo '{"workload": "prefix", "concurrency": 8, "output_tok_s": 100.0, "ttft_p50_ms": 10.0}' > "$tmp/prefix-bad2.jsonl"
+bash scripts/plot-prefix.sh -o "$tmp/bad5.png" "$tmp/prefix-bad2.jsonl" > /dev/null 2>&1 \
+    && bad "plot-prefix.sh accepted a record without ttft_p99_ms"
+{ head -1 "$tmp/prefix-small.jsonl"; head -1 "$tmp/prefix-small.jsonl"; } > "$tmp/prefix-bad3.jsonl"
+bash scripts/plot-prefix.sh -o "$tmp/bad6.png" "$tmp/prefix-bad3.jsonl" > /dev/null 2>&1 \
+    && bad "plot-prefix.sh accepted two records for the same level and series"
+[ -e "$tmp/bad3.png" ] || [ -e "$tmp/bad4.png" ] || [ -e "$tmp/bad5.png" ] || [ -e "$tmp/bad6.png" ] \
+    && bad "plot-prefix.sh wrote a PNG for bad input"
+
 bash scripts/plot-fairness.sh -o "$tmp/fairness.png" docs/data/fairness.json > "$tmp/log" 2>&1 \
     || { cat "$tmp/log"; bad "plot-fairness.sh failed"; }
 png "$tmp/fairness.png"
 echo '{"runs": {"fcfs": {}}}' > "$tmp/nosamples.json"
 bash scripts/plot-fairness.sh -o "$tmp/bad2.png" "$tmp/nosamples.json" > /dev/null 2>&1 \
     && bad "plot-fairness.sh accepted results without service samples"
+
+bash scripts/plot-sparse.sh -o "$tmp/sparse.png" docs/data/sparse.jsonl > "$tmp/log" 2>&1 \
+    || { cat "$tmp/log"; bad "plot-sparse.sh failed"; }
+png "$tmp/sparse.png"
+# A small sample without a meta line: one dense row (skipped) and two sparse ones.
+grep -v '"meta"' docs/data/sparse.jsonl | grep -m1 '"dense"' > "$tmp/sparse-small.jsonl"
+grep -v '"meta"' docs/data/sparse.jsonl | grep -v '"dense"' | head -2 >> "$tmp/sparse-small.jsonl"
+bash scripts/plot-sparse.sh -o "$tmp/sparse1.png" "$tmp/sparse-small.jsonl" > "$tmp/log" 2>&1 \
+    || { cat "$tmp/log"; bad "plot-sparse.sh on a small sample failed"; }
+png "$tmp/sparse1.png"
+grep -m1 '"dense"' docs/data/sparse.jsonl > "$tmp/sparse-dense-only.jsonl"
+bash scripts/plot-sparse.sh -o "$tmp/bad7.png" "$tmp/sparse-dense-only.jsonl" > /dev/null 2>&1 \
+    && bad "plot-sparse.sh accepted results without sparse records"
+echo '{"format": "2:4", "values": "f16", "sparsity": 0.5}' > "$tmp/sparse-bad.jsonl"
+bash scripts/plot-sparse.sh -o "$tmp/bad8.png" "$tmp/sparse-bad.jsonl" > /dev/null 2>&1 \
+    && bad "plot-sparse.sh accepted a record without speeds"
+[ -e "$tmp/bad7.png" ] || [ -e "$tmp/bad8.png" ] && bad "plot-sparse.sh wrote a PNG for bad input"
 
 # Bad input is an error, not an empty picture.
 echo 'not json' > "$tmp/bad.jsonl"

@@ -18,6 +18,7 @@ from the binary) the load tests use fewer clients; every assertion stays.
 import atexit
 import json
 import os
+import re
 import random
 import signal
 import socket
@@ -1110,6 +1111,40 @@ def test_drain_deadline():
 
 # --- runner ---------------------------------------------------------------------------------------------
 
+# --- client identity behind a proxy ------------------------------------------------------------
+
+
+def test_trusted_proxies():
+    """X-Forwarded-For names the client only when the peer is a trusted proxy,
+    and then only its last address (the one the proxy appended)."""
+    def clients(d):
+        text = requests.get(d.url + "/metrics", timeout=10).text
+        return set(re.findall(r'^sparrow_client_prompt_tokens_total\{client="([^"]*)"\}', text, re.M))
+
+    body = {"prompt": ONCE, "max_tokens": 2}
+    xff = {"X-Forwarded-For": "6.6.6.6, 10.1.2.3"}
+    d = Daemon("proxy-trusted", STORIES, ["--trusted-proxies", "10.0.0.9, 127.0.0.1"])
+    try:
+        for hdr in (xff, {"X-Forwarded-For": "not-an-address"}, {}):
+            r = requests.post(d.url + "/v1/completions", json=body, headers=hdr, timeout=30)
+            check(r.status_code == 200, "completion -> %d: %s" % (r.status_code, r.text[:200]))
+        r = requests.post(d.url + "/v1/completions", json=dict(body, user="carol"), headers=xff, timeout=30)
+        check(r.status_code == 200, "completion with user -> %d" % r.status_code)
+        got = clients(d)
+        check(got == {"10.1.2.3", "127.0.0.1", "carol"},
+              "trusted proxy: clients %r, want the forwarded 10.1.2.3, the peer for a bad/missing header, carol by user" % got)
+    finally:
+        d.stop()
+    d = Daemon("proxy-untrusted", STORIES, ["--trusted-proxies", "127.0.0.2"])
+    try:
+        r = requests.post(d.url + "/v1/completions", json=body, headers=xff, timeout=30)
+        check(r.status_code == 200, "completion -> %d" % r.status_code)
+        got = clients(d)
+        check(got == {"127.0.0.1"}, "untrusted peer: clients %r, want only the peer 127.0.0.1" % got)
+    finally:
+        d.stop()
+
+
 TESTS = [
     test_completions_match_run,
     test_chat_matches_completions,
@@ -1126,6 +1161,7 @@ TESTS = [
     test_sd_notify,
     test_disconnect_non_stream,
     test_drain_deadline,
+    test_trusted_proxies,
 ]
 
 

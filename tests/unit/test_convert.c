@@ -1,6 +1,6 @@
 /* test_convert.c - the GGUF writer (engine/gguf_write.c), `sparrow quantize`
- * and `sparrow sparsify` (engine/convert.c), the 2:4 sparse type
- * (kernels/sparse_nm.c) and perplexity (engine/perplexity.c).
+ * and `sparrow sparsify` (engine/convert.c) and perplexity
+ * (engine/perplexity.c).
  *
  * 1. Writer round trip: every value type, arrays of every element type and of
  *    strings, replaced and deleted keys, tensors of several types at a custom
@@ -10,9 +10,7 @@
  *    tensor for tensor and greedy token for token; synth15M-f16 -> q8_0/q4_0
  *    load and generate; the row-length fallback rule (stories260K's 172-wide
  *    ffn_down) holds.
- * 3. 2:4: the encoder keeps the two largest of every four; the compressed dot
- *    (portable and AVX-512) equals the dot with the dense expansion (the
- *    oracle) on random rows of awkward lengths; mm_run batched == single.
+ * 3. (the sparse kernels are tested in test_sparse.c)
  * 4. sparsify: a pruned stories260K loads, names its format, keeps what it
  *    must dense, and generates exactly the greedy tokens of its dense-with-
  *    zeros expansion; an unknown tensor type is a clear load error.
@@ -29,7 +27,7 @@
 #include "engine/tokenizer.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
-#include "kernels/sparse_nm.h"
+#include "kernels/sparse.h"
 #include "kernels/workers.h"
 #include "tests/unit/check.h"
 
@@ -37,6 +35,9 @@
 #include <stdint.h>
 
 static char tmpdir[64];
+
+/* The 2:4 F16 sparse type id (kernels/sparse.h). */
+static uint32_t s24_type(void) { return sparse_type_id(&(struct sparse_fmt){ 1, 4, 2, SPARSE_VAL_F16 }); }
 
 static const char *tmp_path(const char *name) {
     static char buf[4][256];
@@ -326,7 +327,7 @@ static void test_quantize_fallback(void) {
     CHECK_EQ(convert_type_for(QTYPE_Q4_K, 172), QTYPE_F16);
     CHECK_EQ(convert_type_for(QTYPE_Q4_0, 172), QTYPE_F16);
     CHECK_EQ(convert_type_for(QTYPE_F16, 172), QTYPE_F16);
-    CHECK_EQ(convert_type_for(QTYPE_S24_F16, 172), QTYPE_F16);
+    CHECK_EQ(convert_type_for(s24_type(), 172), QTYPE_F16);
     /* stories260K: ffn_down rows are 172 wide -> f16, the rest q4_0 */
     struct sp_err err = {0};
     struct convert_opts o = { .type = QTYPE_Q4_0, .threads = 1 };
@@ -345,90 +346,12 @@ static void test_quantize_fallback(void) {
     remove(out);
 }
 
-/* ------------------------------------------------------------ 3. 2:4 kernels */
-
-static void test_s24_encode_and_dot(void) {
-    const struct qtype_info *qi = qtype_get(QTYPE_S24_F16);
-    CHECK(qi && qi->block_elems == 32 && qi->block_bytes == 36 && qi->dot_type == QTYPE_F32);
-    CHECK(qi && strcmp(qi->name, "s24_f16") == 0);
-    CHECK(qtype_get(65) == NULL && qtype_get(63) == NULL);
-    if (!qi) return;
-    static const int ns[] = { 32, 64, 96, 288, 768, 2080, 5632 };
-    const bool avx = s24_f16_dot_avx512(32, (uint8_t[36]){0}, (float[32]){0}) == 0.0f;
-    fprintf(stderr, "  s24_f16 vec_dot: %s\n", s24_f16_dot_is_avx512() ? "avx512" : "portable");
-    for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-        const int n = ns[k];
-        float *w = malloc(sizeof(float) * (size_t)n), *dense = malloc(sizeof(float) * (size_t)n),
-              *x = malloc(sizeof(float) * (size_t)n);
-        uint8_t *enc = malloc(qtype_row_bytes(QTYPE_S24_F16, n));
-        for (int i = 0; i < n; i++) { w[i] = rndf(); x[i] = rndf(); }
-        if (k == 1) for (int i = 0; i < n; i += 3) w[i] = 0.0f;     /* ties and zeros */
-        qi->from_float(w, enc, n);
-        qi->to_float(enc, dense, n);
-        int bad = 0;
-        for (int gi = 0; gi < n / 4; gi++) {
-            int kept = 0;
-            float min_kept = INFINITY, max_dropped = 0;
-            for (int i = 4 * gi; i < 4 * gi + 4; i++) {
-                if (dense[i] != 0.0f) {
-                    kept++;
-                    if (fabsf(w[i]) < min_kept) min_kept = fabsf(w[i]);
-                    bad += dense[i] != qt_f16_to_f32(qt_f32_to_f16(w[i]));
-                } else if (fabsf(w[i]) > max_dropped) {
-                    max_dropped = fabsf(w[i]);
-                }
-            }
-            bad += kept > 2 || (kept == 2 && max_dropped > min_kept);
-        }
-        CHECK_EQ(bad, 0);
-        double ref = 0;
-        for (int i = 0; i < n; i++) ref += (double)dense[i] * x[i];
-        const double tol = 1e-5 * n;
-        CHECK_NEAR(s24_f16_dot_ref(n, enc, x), ref, tol);
-        if (avx) CHECK_NEAR(s24_f16_dot_avx512(n, enc, x), ref, tol);
-        CHECK_NEAR(qi->vec_dot(n, enc, x), ref, tol);
-        free(w); free(dense); free(x); free(enc);
-    }
-}
-
-/* mm_run on a 2:4 matrix: every output equals vec_dot of its row, and a
- * token's outputs are the same bits alone or in a batch. */
-static void test_s24_matmul_batch_invariant(void) {
-    const int64_t n_cols = 288, n_rows = 77;
-    const int n_tok = 5;
-    const struct qtype_info *qi = qtype_get(QTYPE_S24_F16);
-    size_t rb = qtype_row_bytes(QTYPE_S24_F16, n_cols);
-    uint8_t *wd = malloc(rb * (size_t)n_rows);
-    float *row = malloc(sizeof(float) * (size_t)n_cols), *x = malloc(sizeof(float) * (size_t)(n_cols * n_tok));
-    for (int64_t r = 0; r < n_rows; r++) {
-        for (int64_t i = 0; i < n_cols; i++) row[i] = rndf();
-        qi->from_float(row, wd + (size_t)r * rb, n_cols);
-    }
-    for (int64_t i = 0; i < n_cols * n_tok; i++) x[i] = rndf();
-    struct qtensor w = { wd, QTYPE_S24_F16, n_cols, n_rows };
-    struct sp_err err = {0};
-    struct workers *wk = workers_create(2, &err);
-    float *y = malloc(sizeof(float) * (size_t)(n_rows * n_tok)), *y1 = malloc(sizeof(float) * (size_t)n_rows);
-    void *scratch = malloc(mm_scratch_bytes(&w, n_tok));
-    mm_run(&w, x, n_tok, y, scratch, wk);
-    int bad = 0;
-    for (int t = 0; t < n_tok; t++) {
-        mm_run(&w, x + t * n_cols, 1, y1, scratch, wk);
-        bad += memcmp(y1, y + t * n_rows, sizeof(float) * (size_t)n_rows) != 0;
-        for (int64_t r = 0; r < n_rows; r++)
-            bad += y1[r] != qi->vec_dot(n_cols, wd + (size_t)r * rb, x + t * n_cols);
-    }
-    CHECK_EQ(bad, 0);
-    workers_free(wk);
-    free(scratch); free(y); free(y1); free(wd); free(row); free(x);
-}
-
 /* ------------------------------------------------------------ 4. sparsify */
 
 static void test_sparsify_stories(void) {
     struct sp_err err = {0};
     const int skip[1] = { 4 };
-    struct convert_opts o = { .type = QTYPE_S24_F16, .layers_only = true, .skip_layers = skip, .n_skip_layers = 1,
+    struct convert_opts o = { .type = s24_type(), .layers_only = true, .skip_layers = skip, .n_skip_layers = 1,
                               .sparse_format = "2:4", .sparse_method = "magnitude", .threads = 2 };
     struct convert_stats st;
     const char *sp = tmp_path("s260-s24.gguf"), *dz = tmp_path("s260-s24-dense.gguf");
@@ -440,10 +363,10 @@ static void test_sparsify_stories(void) {
         struct gguf_str fmt;
         CHECK_EQ(gguf_get_str(g, "sparrow.sparse.format", &fmt, &err), SP_OK);
         CHECK(gguf_str_eq(fmt, "2:4"));
-        CHECK_EQ(count_type(g, QTYPE_S24_F16), 24);
+        CHECK_EQ(count_type(g, s24_type()), 24);
         CHECK_EQ(gguf_find_tensor(g, "blk.0.ffn_down.weight")->type, QTYPE_F32);
         CHECK_EQ(gguf_find_tensor(g, "blk.4.attn_q.weight")->type, QTYPE_F32);
-        CHECK_EQ(gguf_find_tensor(g, "blk.3.attn_q.weight")->type, QTYPE_S24_F16);
+        CHECK_EQ(gguf_find_tensor(g, "blk.3.attn_q.weight")->type, s24_type());
         CHECK_EQ(gguf_find_tensor(g, "token_embd.weight")->type, QTYPE_F32);
         gguf_close(g);
     }
@@ -468,7 +391,7 @@ static void test_sparsify_stories(void) {
         p += 4 + 8 * nd;
         uint32_t ty;
         memcpy(&ty, p, 4);
-        CHECK_EQ(ty, QTYPE_S24_F16);
+        CHECK_EQ(ty, s24_type());
         ty = 99;
         memcpy(p, &ty, 4);
         FILE *f = fopen(dz, "wb");
@@ -482,6 +405,436 @@ static void test_sparsify_stories(void) {
     free(buf);
     remove(sp);
     remove(dz);
+}
+
+/* The sparse flags of `sparrow sparsify` (convert_parse_sparse) and the
+ * per-tensor block format choice. */
+static void test_sparse_parse(void) {
+    struct convert_sparse sp;
+    char name[64], msg[256];
+#define OK(f, b, s, q) (convert_parse_sparse(f, b, s, q, &sp, name, sizeof(name), msg, sizeof(msg)) == 0)
+    CHECK(OK("2:4", NULL, NULL, NULL) && sp.fmt.b == 1 && sp.fmt.n == 2 && sp.fmt.m == 4 && sp.v <= 1 &&
+          sp.fmt.val == SPARSE_VAL_F16 && !strcmp(name, "2:4"));
+    CHECK(OK("4:8", NULL, "0.5", "q8") && sp.fmt.n == 4 && sp.fmt.m == 8 && sp.fmt.val == SPARSE_VAL_Q8);
+    CHECK(OK("1:16", NULL, "93.75%", "q4") && sp.fmt.n == 1 && sp.fmt.m == 16 && sp.fmt.val == SPARSE_VAL_Q4);
+    CHECK(OK("n:8", NULL, "75%", NULL) && sp.fmt.n == 2 && sp.fmt.m == 8 && !strcmp(name, "2:8"));
+    CHECK(OK("n:m", NULL, "0.5", NULL) && sp.fmt.n == 2 && sp.fmt.m == 4 && !strcmp(name, "2:4"));
+    CHECK(OK("n:m", NULL, "0.75", NULL) && sp.fmt.n == 1 && sp.fmt.m == 4);
+    CHECK(OK("n:m", NULL, "0.875", NULL) && sp.fmt.n == 1 && sp.fmt.m == 8);
+    CHECK(OK("n:m", NULL, "0.7", NULL) && sp.fmt.n == 5 && sp.fmt.m == 16);
+    CHECK(OK("64:2:8", NULL, NULL, NULL) && sp.v == 64 && sp.fmt.n == 2 && sp.fmt.m == 8 && !strcmp(name, "64:2:8"));
+    CHECK(OK("8:2:4", NULL, "0.5", "q8") && sp.v == 8 && sp.fmt.m == 4);
+    CHECK(OK("block", "1x4", "0.75", NULL) && sp.fmt.b == 4 && !strcmp(name, "1x4:75%"));
+    CHECK(OK("block", NULL, "60%", NULL) && sp.fmt.b == 16 && !strcmp(name, "1x16:60%"));
+    CHECK(OK("1x8", NULL, "0.5", "q4") && sp.fmt.b == 8 && sp.fmt.val == SPARSE_VAL_Q4);
+    static const char *const bad[][4] = {
+        { "2:8", NULL, "0.5", NULL },      /* sparsity disagrees with N:M */
+        { "5:4", NULL, NULL, NULL }, { "2:17", NULL, NULL, NULL }, { "0:4", NULL, NULL, NULL },
+        { "2:4:", NULL, NULL, NULL }, { ":4", NULL, NULL, NULL }, { "2-4", NULL, NULL, NULL },
+        { "abc", NULL, NULL, NULL }, { "1:2:3:4", NULL, NULL, NULL },
+        { "8:3:8", NULL, NULL, NULL },     /* V:N:M needs N = 2 */
+        { "8:2:3", NULL, NULL, NULL }, { "8:2:17", NULL, NULL, NULL }, { "1:2:8", NULL, NULL, NULL },
+        { "64:2:8", NULL, "0.5", NULL },   /* 2:8 is 75% */
+        { "n:8", NULL, NULL, NULL }, { "n:m", NULL, NULL, NULL },
+        { "block", NULL, NULL, NULL },     /* block needs --sparsity */
+        { "block", "1x3", "0.5", NULL }, { "block", "2x4", "0.5", NULL }, { "1x32", NULL, "0.5", NULL },
+        { "2:4", "1x4", NULL, NULL },      /* --block with N:M */
+        { "1x4", "1x8", "0.5", NULL },
+        { "2:4", NULL, NULL, "q5" }, { "2:4", NULL, "1.5", NULL }, { "block", NULL, "0", NULL },
+        { "block", NULL, "100%", NULL }, { "block", NULL, "x", NULL },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const bool ok = OK(bad[i][0], bad[i][1], bad[i][2], bad[i][3]);
+        if (ok) fprintf(stderr, "  accepted: --format %s --block %s --sparsity %s --quant %s\n", bad[i][0],
+                        bad[i][1] ? bad[i][1] : "-", bad[i][2] ? bad[i][2] : "-", bad[i][3] ? bad[i][3] : "-");
+        CHECK(!ok && msg[0]);
+    }
+#undef OK
+    /* block groups: 256 columns if the row allows, else 128, else 64 */
+    struct sparse_fmt f;
+    CHECK(convert_block_fmt(16, 0.75, SPARSE_VAL_F16, 4096, &f) && f.m == 16 && f.n == 4);
+    CHECK(convert_block_fmt(4, 0.5, SPARSE_VAL_F16, 64, &f) && f.m == 16 && f.n == 8);
+    CHECK(convert_block_fmt(16, 0.5, SPARSE_VAL_F16, 64, &f) && f.m == 4 && f.n == 2);
+    CHECK(!convert_block_fmt(16, 0.75, SPARSE_VAL_F16, 64, &f));   /* 75% needs 128-column super-blocks */
+    CHECK(!convert_block_fmt(4, 0.5, SPARSE_VAL_F16, 172, &f));
+    CHECK(convert_block_fmt(8, 0.9, SPARSE_VAL_F16, 4096, &f) && f.m == 32 && f.n == 3);
+}
+
+/* Token path and logits of a greedy run (forced: feed these tokens instead
+ * of the argmax); logits: n x n_vocab. False on any error. */
+static bool decode_path(const char *path, const char *prompt, int n, const int32_t *forced, int32_t *out,
+                        float *logits_out, int *n_vocab) {
+    struct sp_err err = {0};
+    struct model *m = model_load(path, &err);
+    struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
+    struct kv_cache *kv = NULL;
+    struct fwd *f = NULL;
+    float *logits = NULL;
+    bool ok = false;
+    int32_t toks[64];
+    const int n_ctx = 128;
+    if (!tok) goto out;
+    struct kv_config cfg = { 16, n_ctx / 16, 1, n_ctx };
+    if (!(kv = kv_create(model_shape(m), &cfg, &err)) || kv_seq_reserve(kv, 0, n_ctx) != SP_OK ||
+        !(f = fwd_create(m, 32, n_ctx, 2, &err)))
+        goto out;
+    const int nv = model_shape(m)->n_vocab;
+    *n_vocab = nv;
+    logits = malloc(sizeof(float) * (size_t)nv);
+    int np = tok_encode(tok, prompt, strlen(prompt), true, toks, 32, &err);
+    if (np <= 0 || !logits || np + n > n_ctx) goto out;
+    int32_t pos[32], seq[32] = {0};
+    bool want[32];
+    for (int i = 0; i < np; i++) { pos[i] = i; want[i] = i == np - 1; }
+    struct fwd_batch b = { np, toks, pos, seq, want };
+    if (fwd_run(f, kv, &b, logits, &err) != SP_OK) goto out;
+    for (int i = 0; i < n; i++) {
+        int32_t best = 0;
+        for (int v = 1; v < nv; v++) if (logits[v] > logits[best]) best = v;
+        if (!isfinite(logits[best])) goto out;
+        if (logits_out) memcpy(logits_out + (size_t)i * (size_t)nv, logits, sizeof(float) * (size_t)nv);
+        out[i] = best;
+        int32_t next = forced ? forced[i] : best;
+        int32_t p = np + i;
+        bool yes = true;
+        struct fwd_batch one = { 1, &next, &p, seq, &yes };
+        if (fwd_run(f, kv, &one, logits, &err) != SP_OK) goto out;
+    }
+    ok = true;
+out:
+    if (!ok) fprintf(stderr, "  decode_path(%s): %s\n", path, err.msg);
+    free(logits);
+    fwd_free(f);
+    kv_free(kv);
+    tok_free(tok);
+    model_free(m);
+    return ok;
+}
+
+/* The sparse file and its dense-with-zeros expansion generate the same greedy
+ * tokens. The values are identical, only the summation order differs: should
+ * a near-tie flip a token, the expansion is forced along the sparse path and
+ * every step's logits must agree within 1e-3 instead (reported). */
+static void check_same_generation(const char *sparse, const char *dense, int n) {
+    int32_t a[64], b[64];
+    int nv = 0;
+    CHECK(n <= 64);
+    CHECK(decode_path(sparse, "Once upon a time", n, NULL, a, NULL, &nv));
+    CHECK(decode_path(dense, "Once upon a time", n, NULL, b, NULL, &nv));
+    if (memcmp(a, b, sizeof(int32_t) * (size_t)n) == 0) return;
+    fprintf(stderr, "  %s: greedy tokens differ from the expansion; comparing logits along one path\n", sparse);
+    float *la = malloc(sizeof(float) * (size_t)n * (size_t)nv), *lb = malloc(sizeof(float) * (size_t)n * (size_t)nv);
+    CHECK(decode_path(sparse, "Once upon a time", n, a, b, la, &nv));
+    CHECK(decode_path(dense, "Once upon a time", n, a, b, lb, &nv));
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)n * (size_t)nv; i++) worst = fmax(worst, fabs((double)la[i] - lb[i]));
+    fprintf(stderr, "  max |logit difference| %.3g\n", worst);
+    CHECK(worst < 1e-3);
+    free(la);
+    free(lb);
+}
+
+static bool is_sparse_type(uint32_t t) {
+    struct sparse_fmt f;
+    return sparse_fmt_of(t, &f);
+}
+
+struct sp_case {
+    const char *model, *format, *block, *sparsity, *quant;
+    int n_pruned;           /* tensors expected pruned */
+    double sparsity_want;   /* structural sparsity of the pruned tensors */
+    int n_gen;              /* greedy tokens compared */
+};
+
+/* One format: sparsify, check metadata, types, the pattern and the achieved
+ * sparsity of the dense expansion (zeros counted), and the generation. */
+static void sparsify_case(const struct sp_case *c) {
+    struct sp_err err = {0};
+    struct convert_sparse sp;
+    char name[64], msg[256];
+    fprintf(stderr, "  %s --format %s%s%s%s%s --quant %s\n", c->model, c->format, c->block ? " --block " : "",
+            c->block ? c->block : "", c->sparsity ? " --sparsity " : "", c->sparsity ? c->sparsity : "", c->quant);
+    CHECK_EQ(convert_parse_sparse(c->format, c->block, c->sparsity, c->quant, &sp, name, sizeof(name), msg, sizeof(msg)), 0);
+    struct convert_opts o = { .layers_only = true, .sparse = &sp, .sparse_format = name, .threads = 2 };
+    struct convert_stats st;
+    const char *spath = tmp_path("case-sparse.gguf"), *dpath = tmp_path("case-dense.gguf");
+    CHECK_EQ(convert_model(model_path(c->model), spath, &o, &st, &err), SP_OK);
+    CHECK_EQ(st.n_converted, c->n_pruned);
+    CHECK_NEAR(st.sparsity, c->n_pruned ? c->sparsity_want : 0.0, 1e-9);
+    struct convert_opts od = { .type = QTYPE_F32, .threads = 2 };
+    CHECK_EQ(convert_model(spath, dpath, &od, NULL, &err), SP_OK);
+    struct gguf *g = gguf_open(spath, &err), *d = gguf_open(dpath, &err);
+    CHECK(g && d);
+    if (!g || !d) { gguf_close(g); gguf_close(d); return; }
+    struct gguf_str s;
+    CHECK(gguf_get_str(g, "sparrow.sparse.format", &s, &err) == SP_OK && gguf_str_eq(s, name));
+    CHECK(gguf_get_str(g, "sparrow.sparse.method", &s, &err) == SP_OK && gguf_str_eq(s, "magnitude"));
+    CHECK(gguf_get_str(g, "sparrow.sparse.values", &s, &err) == SP_OK && gguf_str_eq(s, c->quant));
+    int64_t ki = gguf_find_key(g, "sparrow.sparse.sparsity");
+    CHECK(ki >= 0);
+    if (ki >= 0) {
+        struct gguf_kv_view v;
+        gguf_kv_at(g, ki, &v);
+        CHECK_EQ(v.type, GGUF_TYPE_FLOAT32);
+        float x;
+        memcpy(&x, v.data, 4);
+        CHECK_NEAR(x, st.sparsity, 1e-6);
+    }
+    CHECK_EQ(gguf_find_key(d, "sparrow.sparse.format"), -1);    /* the expansion is dense */
+    int n_sparse = 0;
+    uint64_t zeros = 0, elems = 0;
+    int bad_pattern = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(g, i);
+        char tn[128];
+        snprintf(tn, sizeof(tn), "%.*s", (int)t->name.len, t->name.ptr);
+        const struct gguf_tensor *td = gguf_find_tensor(d, tn);
+        CHECK(td && td->type == (is_sparse_type(t->type) || t->n_dims == 2 ? QTYPE_F32 : t->type));
+        struct sparse_fmt f;
+        if (!sparse_fmt_of(t->type, &f) || !td) {
+            CHECK(!(t->n_dims == 2 && strncmp(tn, "blk.", 4) == 0 &&
+                    t->ne[0] % (sp.fmt.b > 1 ? 64 : sparse_block_elems(&sp.fmt)) == 0 && sp.fmt.b == 1));
+            continue;
+        }
+        n_sparse++;
+        CHECK_EQ(f.val, sp.fmt.val);
+        CHECK(f.b == sp.fmt.b && (f.b > 1 || (f.n == sp.fmt.n && f.m == sp.fmt.m)));
+        const float *w = td->data;
+        const int64_t nc = t->ne[0], nr = t->ne[1];
+        for (int64_t k = 0; k < nc * nr; k++) zeros += w[k] == 0.0f;
+        elems += (uint64_t)(nc * nr);
+        /* the pattern: at most n of every m blocks nonzero; V:N:M strips share <= 4 columns a group */
+        const int span = f.m * f.b;
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t g0 = 0; g0 < nc; g0 += span) {
+                int kept = 0;
+                for (int j = 0; j < f.m; j++) {
+                    bool any = false;
+                    for (int e = 0; e < f.b; e++) any |= w[r * nc + g0 + j * f.b + e] != 0.0f;
+                    kept += any;
+                }
+                bad_pattern += kept > f.n;
+            }
+        if (sp.v > 1)
+            for (int64_t r0 = 0; r0 < nr; r0 += sp.v)
+                for (int64_t g0 = 0; g0 < nc; g0 += f.m) {
+                    int cols = 0;
+                    for (int j = 0; j < f.m; j++) {
+                        bool any = false;
+                        for (int64_t r = r0; r < r0 + sp.v && r < nr; r++) any |= w[r * nc + g0 + j] != 0.0f;
+                        cols += any;
+                    }
+                    bad_pattern += cols > 4;
+                }
+    }
+    CHECK_EQ(n_sparse, c->n_pruned);
+    CHECK_EQ(bad_pattern, 0);
+    if (elems) {
+        const double z = (double)zeros / (double)elems;
+        fprintf(stderr, "    %d tensors pruned, zeros in the expansion %.4f (structural %.4f)\n", n_sparse, z,
+                c->sparsity_want);
+        CHECK(z >= c->sparsity_want - 1e-9);
+        /* quantized kept values may round to zero; F16 ones (almost) never */
+        CHECK(z <= c->sparsity_want + (sp.fmt.val == SPARSE_VAL_F16 ? 0.001 : 0.2));
+    }
+    gguf_close(g);
+    gguf_close(d);
+    if (c->n_gen) check_same_generation(spath, dpath, c->n_gen);
+    remove(spath);
+    remove(dpath);
+}
+
+static void test_sparsify_formats(void) {
+    /* stories260K: every layer matrix is 64 wide except ffn_down (172, never
+     * a multiple of a super-block); 2:8, 8:2:8 and 1x16 at 75% need rows of
+     * 128 (a super-block keeps a multiple of 32 values), so they prune nothing
+     * here: synth15M (288 and 768 wide) covers them. */
+    static const struct sp_case cases[] = {
+        { "stories260K-f32.gguf", "2:4", NULL, NULL, "f16", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "2:4", NULL, NULL, "q8", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "4:8", NULL, NULL, "f16", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "4:8", NULL, "0.5", "q4", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "16:2:4", NULL, NULL, "f16", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "block", "1x4", "0.5", "f16", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "block", "1x4", "0.5", "q8", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "1x16", NULL, "50%", "f16", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "1x16", NULL, "50%", "q4", 30, 0.5, 40 },
+        { "stories260K-f32.gguf", "2:8", NULL, NULL, "f16", 0, 0.75, 0 },
+        { "stories260K-f32.gguf", "8:2:8", NULL, NULL, "f16", 0, 0.75, 0 },
+        { "stories260K-f32.gguf", "1x16", NULL, "0.75", "f16", 0, 0.75, 0 },
+        /* synth15M: 6 layers; 2:8 fits ffn_down (768) only; 2:6 (96) fits all 7 */
+        { "synth15M-f16.gguf", "2:8", NULL, NULL, "q8", 6, 0.75, 12 },
+        { "synth15M-f16.gguf", "8:2:8", NULL, NULL, "f16", 6, 0.75, 12 },
+        { "synth15M-f16.gguf", "64:2:6", NULL, NULL, "q4", 42, 2.0 / 3.0, 12 },
+        { "synth15M-f16.gguf", "1x16", NULL, "0.75", "f16", 6, 0.75, 12 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) sparsify_case(&cases[i]);
+}
+
+/* Threads never change the bytes; V:N:M with M = 4 is 2:4 (the strip keeps
+ * all four columns); a bad target is refused. */
+static void test_sparsify_deterministic(void) {
+    struct sp_err err = {0};
+    struct convert_sparse a, b;
+    char na[64], nb[64], msg[256];
+    CHECK_EQ(convert_parse_sparse("2:4", NULL, NULL, NULL, &a, na, sizeof(na), msg, sizeof(msg)), 0);
+    CHECK_EQ(convert_parse_sparse("16:2:4", NULL, NULL, NULL, &b, nb, sizeof(nb), msg, sizeof(msg)), 0);
+    const char *p1 = tmp_path("det1.gguf"), *p2 = tmp_path("det2.gguf"), *p3 = tmp_path("det3.gguf");
+    struct convert_opts o = { .layers_only = true, .sparse = &a, .sparse_format = na, .threads = 1 };
+    CHECK_EQ(convert_model(model_path("stories260K-f32.gguf"), p1, &o, NULL, &err), SP_OK);
+    o.threads = 3;
+    CHECK_EQ(convert_model(model_path("stories260K-f32.gguf"), p2, &o, NULL, &err), SP_OK);
+    o.sparse = &b;
+    o.sparse_format = nb;
+    CHECK_EQ(convert_model(model_path("stories260K-f32.gguf"), p3, &o, NULL, &err), SP_OK);
+    size_t n1, n2;
+    uint8_t *f1 = slurp(p1, &n1), *f2 = slurp(p2, &n2);
+    CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
+    free(f1);
+    free(f2);
+    struct gguf *g1 = gguf_open(p1, &err), *g3 = gguf_open(p3, &err);
+    CHECK(g1 && g3);
+    for (uint64_t i = 0; g1 && g3 && i < gguf_n_tensors(g1); i++) {
+        const struct gguf_tensor *t1 = gguf_tensor_at(g1, i), *t3 = gguf_tensor_at(g3, i);
+        CHECK(t1->type == t3->type && t1->n_bytes == t3->n_bytes && memcmp(t1->data, t3->data, t1->n_bytes) == 0);
+    }
+    gguf_close(g1);
+    gguf_close(g3);
+    /* V:N:M strips over several threads: the same bytes */
+    CHECK_EQ(convert_parse_sparse("8:2:6", NULL, NULL, "q8", &b, nb, sizeof(nb), msg, sizeof(msg)), 0);
+    o.sparse = &b;
+    o.sparse_format = nb;
+    o.threads = 1;
+    CHECK_EQ(convert_model(model_path("synth15M-q8_0.gguf"), p1, &o, NULL, &err), SP_OK);
+    o.threads = 2;
+    CHECK_EQ(convert_model(model_path("synth15M-q8_0.gguf"), p2, &o, NULL, &err), SP_OK);
+    f1 = slurp(p1, &n1);
+    f2 = slurp(p2, &n2);
+    CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
+    free(f1);
+    free(f2);
+    /* a format no type exists for */
+    struct convert_sparse bad = { .fmt = { 1, 17, 2, SPARSE_VAL_F16 } };
+    o.sparse = &bad;
+    CHECK_EQ(convert_model(model_path("stories260K-f32.gguf"), p3, &o, NULL, &err), SP_EINVAL);
+    remove(p1);
+    remove(p2);
+    remove(p3);
+}
+
+/* ------------------------------------------------------------ Wanda */
+
+static char *heldout(size_t *len) {
+    char tp[512];
+    snprintf(tp, sizeof(tp), "%s/testdata/text/stories-heldout.txt", check_shared_dir());
+    return (char *)slurp(tp, len);
+}
+
+static double ppl_text(const char *path, const char *text, size_t len) {
+    struct sp_err err = {0};
+    struct model *m = model_load(path, &err);
+    struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
+    struct ppl_result r = {0};
+    int rc = tok ? ppl_run(m, tok, text, len, 256, 0, 0, 2, NULL, NULL, &r, &err) : SP_EINVAL;
+    if (rc != SP_OK) fprintf(stderr, "  ppl(%s): %s\n", path, err.msg);
+    CHECK_EQ(rc, SP_OK);
+    tok_free(tok);
+    model_free(m);
+    return rc == SP_OK ? r.ppl : NAN;
+}
+
+/* Tensor bytes of two files differ somewhere (same names and types). */
+static int n_tensors_differ(const char *pa, const char *pb) {
+    struct sp_err err = {0};
+    struct gguf *a = gguf_open(pa, &err), *b = gguf_open(pb, &err);
+    int n = -1;
+    if (a && b) {
+        n = 0;
+        for (uint64_t i = 0; i < gguf_n_tensors(a); i++) {
+            const struct gguf_tensor *ta = gguf_tensor_at(a, i), *tb = gguf_tensor_at(b, i);
+            n += ta->n_bytes != tb->n_bytes || memcmp(ta->data, tb->data, ta->n_bytes) != 0;
+        }
+    }
+    gguf_close(a);
+    gguf_close(b);
+    return n;
+}
+
+/* Wanda: calibrate on the first half of the held-out text, evaluate on the
+ * second (calibrating on the evaluation text would leak). */
+static void test_wanda(void) {
+    size_t len;
+    char *text = heldout(&len);
+    CHECK(text != NULL);
+    if (!text) return;
+    size_t half = len / 2;
+    while (half < len && text[half] != '\n') half++;
+    const char *eval = text + half;
+    const size_t eval_len = len - half;
+    struct sp_err err = {0};
+    struct convert_calib *cal = NULL;
+    const char *dense = model_path("stories260K-f32.gguf");
+    CHECK_EQ(convert_calibrate(dense, text, half, 0, 2, &cal, &err), SP_OK);
+    if (!cal) { fprintf(stderr, "  %s\n", err.msg); free(text); return; }
+    fprintf(stderr, "  calibrated on %d tokens\n", convert_calib_tokens(cal));
+    CHECK(convert_calib_tokens(cal) > 1000);
+    static const char *const names[] = { "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.1.attn_v.weight",
+                                         "blk.2.attn_output.weight", "blk.3.ffn_gate.weight",
+                                         "blk.4.ffn_up.weight", "blk.4.ffn_down.weight" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const int64_t nc = strstr(names[i], "ffn_down") ? 172 : 64;
+        const float *nrm = convert_calib_norm(cal, names[i], nc);
+        CHECK(nrm != NULL);
+        int bad = 0;
+        for (int64_t c = 0; nrm && c < nc; c++) bad += !(isfinite(nrm[c]) && nrm[c] > 0.0f);
+        CHECK_EQ(bad, 0);
+        CHECK(convert_calib_norm(cal, names[i], nc + 1) == NULL);
+    }
+    /* q, k and v read the same input */
+    CHECK(convert_calib_norm(cal, "blk.0.attn_q.weight", 64) == convert_calib_norm(cal, "blk.0.attn_v.weight", 64));
+    CHECK(convert_calib_norm(cal, "token_embd.weight", 64) == NULL);
+    CHECK(convert_calib_norm(cal, "blk.5.attn_q.weight", 64) == NULL);
+    CHECK(convert_calib_norm(cal, "output.weight", 64) == NULL);
+
+    const char *pm = tmp_path("mag.gguf"), *pw = tmp_path("wanda.gguf"), *pd = tmp_path("wanda-dense.gguf");
+    struct convert_sparse sp;
+    char name[64], msg[256];
+    const char *fmts[][3] = { { "2:4", NULL, NULL }, { "block", "1x4", "0.5" }, { "1x16", NULL, "0.5" } };
+    double pdense = ppl_text(dense, eval, eval_len);
+    fprintf(stderr, "  stories260K ppl on the second half of the held-out text: dense %.4f\n", pdense);
+    for (size_t k = 0; k < sizeof(fmts) / sizeof(fmts[0]); k++) {
+        CHECK_EQ(convert_parse_sparse(fmts[k][0], fmts[k][1], fmts[k][2], "f16", &sp, name, sizeof(name), msg,
+                                      sizeof(msg)), 0);
+        struct convert_opts o = { .layers_only = true, .sparse = &sp, .sparse_format = name,
+                                  .sparse_method = "magnitude", .threads = 2 };
+        CHECK_EQ(convert_model(dense, pm, &o, NULL, &err), SP_OK);
+        o.calib = cal;
+        o.sparse_method = "wanda";
+        CHECK_EQ(convert_model(dense, pw, &o, NULL, &err), SP_OK);
+        CHECK(n_tensors_differ(pm, pw) > 0);
+        const double p_mag = ppl_text(pm, eval, eval_len), p_wanda = ppl_text(pw, eval, eval_len);
+        fprintf(stderr, "  %s: magnitude %.4f, wanda %.4f\n", name, p_mag, p_wanda);
+        CHECK(p_mag > pdense && p_wanda > pdense);
+        if (k == 0) {
+            CHECK(p_wanda < p_mag);
+            struct gguf *g = gguf_open(pw, &err);
+            struct gguf_str s;
+            CHECK(g && gguf_get_str(g, "sparrow.sparse.method", &s, &err) == SP_OK && gguf_str_eq(s, "wanda"));
+            gguf_close(g);
+            struct convert_opts od = { .type = QTYPE_F32, .threads = 2 };
+            CHECK_EQ(convert_model(pw, pd, &od, NULL, &err), SP_OK);
+            check_same_generation(pw, pd, 40);
+        }
+    }
+    /* too little text, and a file that is not a model */
+    struct convert_calib *c2 = NULL;
+    CHECK(convert_calibrate(dense, "", 0, 0, 2, &c2, &err) != SP_OK && c2 == NULL);
+    CHECK(convert_calibrate(tmp_path("missing.gguf"), text, 100, 0, 2, &c2, &err) != SP_OK && c2 == NULL);
+    convert_calib_free(cal);
+    free(text);
+    remove(pm);
+    remove(pw);
+    remove(pd);
 }
 
 /* ------------------------------------------------------------ 5. perplexity */
@@ -515,7 +868,7 @@ static void test_perplexity(void) {
     CHECK(isfinite(p32) && p32 > 1.0 && p32 < 50.0);
     CHECK(fabs(p16 - p32) / p32 < 0.01);
     struct sp_err err = {0};
-    struct convert_opts o = { .type = QTYPE_S24_F16, .layers_only = true, .sparse_format = "2:4", .threads = 2 };
+    struct convert_opts o = { .type = s24_type(), .layers_only = true, .sparse_format = "2:4", .threads = 2 };
     const char *sp = tmp_path("s260-s24-ppl.gguf");
     CHECK_EQ(convert_model(model_path("stories260K-f32.gguf"), sp, &o, NULL, &err), SP_OK);
     double ps = ppl_of(sp, 16);
@@ -532,9 +885,11 @@ int main(void) {
     RUN(test_quantize_f16_matches_llamacpp);
     RUN(test_quantize_synth15M);
     RUN(test_quantize_fallback);
-    RUN(test_s24_encode_and_dot);
-    RUN(test_s24_matmul_batch_invariant);
+    RUN(test_sparse_parse);
     RUN(test_sparsify_stories);
+    RUN(test_sparsify_formats);
+    RUN(test_sparsify_deterministic);
+    RUN(test_wanda);
     RUN(test_perplexity);
     rmdir(tmpdir);
     return check_report();
