@@ -21,59 +21,14 @@
 #include "kernels/quant_fast.h"
 #include "kernels/workers.h"
 #include "tests/unit/check.h"
+#include "tests/unit/rnd.h"
 
 #include <stdint.h>
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rnd64(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float frand(void) { /* uniform in [-1, 1) */
-    return (float)((double)(rnd64() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
-static void fill_random(float *x, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) {
-        float v = (frand() + frand() + frand() + frand()) * 0.5f;
-        if (frand() > 0.97f) v *= 6.0f;
-        x[i] = v * scale;
-    }
-}
 
 static const enum qtype fast_types[] = {
     QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q5_0, QTYPE_Q4_K, QTYPE_Q6_K, QTYPE_F16, QTYPE_F32,
 };
 #define N_FAST_TYPES (int)(sizeof(fast_types) / sizeof(fast_types[0]))
-
-/* Overwrite a quantized row with random bytes, keeping the f16 scales sane
- * (random exponents could make inf/NaN, which says nothing about kernels). */
-static void randomize_blocks(enum qtype t, uint8_t *row, int64_t n) {
-    const struct qtype_info *wi = qtype_get(t);
-    const int64_t nb = n / wi->block_elems;
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = row + b * wi->block_bytes;
-        for (int i = 0; i < wi->block_bytes; i++) blk[i] = (uint8_t)rnd64();
-        uint16_t d = qt_f32_to_f16(0.01f + 0.02f * (frand() + 1.0f));
-        uint16_t d2 = qt_f32_to_f16(0.01f * (frand() + 1.0f));
-        switch (t) {
-        case QTYPE_Q8_0: case QTYPE_Q4_0: case QTYPE_Q5_0: memcpy(blk, &d, 2); break;
-        case QTYPE_Q4_K: memcpy(blk, &d, 2); memcpy(blk + 2, &d2, 2); break;
-        case QTYPE_Q6_K: memcpy(blk + 208, &d, 2); break;
-        default: break;
-        }
-    }
-}
-
-static void *aligned(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    return p;
-}
 
 #define MAX_TOK 9
 

@@ -17,32 +17,14 @@
 #include "kernels/quant.h"
 #include "kernels/quant_fast.h"
 #include "tests/unit/check.h"
+#include "tests/unit/rnd.h"
 
 #include <float.h>
 #include <stdint.h>
 
 /* Declared here until quant_fast.h's dispatch takes it. */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd64(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float frand(void) { /* uniform in [-1, 1) */
-    return (float)((double)(rnd64() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
 static float bits_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-static void *aligned(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    return p;
-}
 
 static void test_cpu_has_bf16(void) {
     __builtin_cpu_init();
@@ -317,6 +299,7 @@ static void test_tile_error_typical(void) {
 }
 
 int main(void) {
+    rnd_seed(0x9e3779b97f4a7c15ull);
     RUN(test_cpu_has_bf16);
     RUN(test_act_prep_is_reference);
     RUN(test_tile_vs_reference);

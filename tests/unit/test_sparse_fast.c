@@ -20,29 +20,9 @@
 #include "kernels/quant.h"
 #include "kernels/sparse.h"
 #include "tests/unit/check.h"
+#include "tests/unit/rnd.h"
 
 #include <stdint.h>
-
-static uint64_t rng_state = 0x8badf00ddeadbeefull;
-
-static uint64_t rnd64(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float frand(void) { /* uniform in [-1, 1) */
-    return (float)((double)(rnd64() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
-static void fill_random(float *x, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) {
-        float v = (frand() + frand() + frand() + frand()) * 0.5f;
-        if (frand() > 0.97f) v *= 6.0f;
-        x[i] = v * scale;
-    }
-}
 
 static const char *val_name(enum sparse_val v) {
     return v == SPARSE_VAL_F16 ? "f16" : v == SPARSE_VAL_Q8 ? "q8" : "q4";
@@ -402,6 +382,7 @@ static void test_dispatch(void) {
 }
 
 int main(void) {
+    rnd_seed(0x8badf00ddeadbeefull);
     RUN(test_dispatch);
     RUN(test_layout_24_f16);
     RUN(test_layout_28_q8);
