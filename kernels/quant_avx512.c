@@ -27,6 +27,8 @@
 #include "kernels/quant_fast.h"
 
 #include <immintrin.h>
+
+#include "kernels/simd_avx512.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,16 +61,6 @@ static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 INL float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* ------------------------------------------------------------ reductions */
-
-INL float hsum512(__m512 v) {
-    __m256 lo = _mm512_castps512_ps256(v);
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    __m256 a = _mm256_add_ps(lo, hi);
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
 
 INL float hsum256(__m256 a) {
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -31,6 +31,8 @@
 
 #include <immintrin.h>
 
+#include "kernels/simd_avx512.h"
+
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 #define INL static inline __attribute__((always_inline)) TGT
 
@@ -74,16 +76,6 @@ static TGT void bf_act_prep(const float *x, int64_t n, void *dst) {
     }
 }
 
-INL float bf_hsum512(__m512 v) {
-    __m256 lo = _mm512_castps512_ps256(v);
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    __m256 a = _mm256_add_ps(lo, hi);
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
-
 INL __m512 bf_dot(__m512 acc, __m512i w, const uint16_t *x) {
     return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)_mm512_loadu_si512(x));
 }
@@ -123,7 +115,7 @@ INL void bf_impl(const int NT, int64_t n, const void *wv, const uint8_t *act, si
     }
 #pragma GCC unroll 8
     for (int t = 0; t < NT; t++)
-        y[(size_t)t * ys] = bf_hsum512(_mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),
+        y[(size_t)t * ys] = hsum512(_mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),
                                                      _mm512_add_ps(acc[t][2], acc[t][3])));
 }
 

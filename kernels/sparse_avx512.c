@@ -61,6 +61,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include "kernels/simd_avx512.h"
+
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
 
@@ -171,16 +173,6 @@ INL __m512 vals16(const int VAL, const uint8_t *v, int c2, int h) {
 }
 
 /* ----------------------------------------------------- reduction / tiles */
-
-INL float hsum512(__m512 v) {
-    __m256 lo = _mm512_castps512_ps256(v);
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    __m256 a = _mm256_add_ps(lo, hi);
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
 
 #define TILE_ARGS const struct sparse_fmt *f, int64_t n_cols, const void *rows, int nr, const float *x, \
                   size_t xs, int nt, float *y, size_t ys
