@@ -20,7 +20,7 @@ bash scripts/plot-bench.sh -o "$tmp/bench.png" docs/data/bench-sparrow.jsonl doc
     > "$tmp/log" 2>&1 || { cat "$tmp/log"; bad "plot-bench.sh failed"; }
 png "$tmp/bench.png"
 # Without the llama.cpp file, and from a file with no meta line.
-grep -v '"meta"' docs/data/bench-sparrow.jsonl | head -4 > "$tmp/small.jsonl"
+awk '!/"meta"/ && n < 4 { print; n++ }' docs/data/bench-sparrow.jsonl > "$tmp/small.jsonl"
 bash scripts/plot-bench.sh -o "$tmp/bench1.png" "$tmp/small.jsonl" > "$tmp/log" 2>&1 \
     || { cat "$tmp/log"; bad "plot-bench.sh on one small file failed"; }
 png "$tmp/bench1.png"
@@ -33,8 +33,8 @@ bash scripts/plot-prefix.sh -o "$tmp/prefix.png" docs/data/serving-prefix-sparro
     > "$tmp/log" 2>&1 || { cat "$tmp/log"; bad "plot-prefix.sh failed"; }
 png "$tmp/prefix.png"
 # Small sample: two levels, no meta line, plus a uniform record that must be skipped.
-{ grep '"workload": "prefix"' docs/data/serving-prefix-sparrow.jsonl | head -2
-  grep '"workload": "uniform"' docs/data/serving-sparrow.jsonl | head -1; } > "$tmp/prefix-small.jsonl"
+{ awk '/"workload": "prefix"/ && n < 2 { print; n++ }' docs/data/serving-prefix-sparrow.jsonl
+  awk '/"workload": "uniform"/ && n < 1 { print; n++ }' docs/data/serving-sparrow.jsonl; } > "$tmp/prefix-small.jsonl"
 bash scripts/plot-prefix.sh -o "$tmp/prefix1.png" "$tmp/prefix-small.jsonl" > "$tmp/log" 2>&1 \
     || { cat "$tmp/log"; bad "plot-prefix.sh on one small file failed"; }
 png "$tmp/prefix1.png"
@@ -63,9 +63,11 @@ bash scripts/plot-fairness.sh -o "$tmp/bad2.png" "$tmp/nosamples.json" > /dev/nu
 bash scripts/plot-sparse.sh -o "$tmp/sparse.png" docs/data/sparse.jsonl > "$tmp/log" 2>&1 \
     || { cat "$tmp/log"; bad "plot-sparse.sh failed"; }
 png "$tmp/sparse.png"
-# A small sample without a meta line: one dense row (skipped) and two sparse ones.
-grep -v '"meta"' docs/data/sparse.jsonl | grep -m1 '"dense"' > "$tmp/sparse-small.jsonl"
-grep -v '"meta"' docs/data/sparse.jsonl | grep -v '"dense"' | head -2 >> "$tmp/sparse-small.jsonl"
+# A small sample without a meta line: one dense row (skipped) and two sparse
+# ones. (awk, not `grep | head`: under pipefail an early-closing head can
+# SIGPIPE the writer and fail the test at random.)
+awk '!/"meta"/ && /"dense"/ && !d { print; d = 1 } !/"meta"/ && !/"dense"/ && n < 2 { print; n++ }' \
+    docs/data/sparse.jsonl > "$tmp/sparse-small.jsonl"
 bash scripts/plot-sparse.sh -o "$tmp/sparse1.png" "$tmp/sparse-small.jsonl" > "$tmp/log" 2>&1 \
     || { cat "$tmp/log"; bad "plot-sparse.sh on a small sample failed"; }
 png "$tmp/sparse1.png"
