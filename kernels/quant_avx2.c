@@ -31,6 +31,7 @@
  * inputs (vectorized here: amax, the x * id product and the round-half-to-even
  * conversion are the same single roundings as quant.c's scalar code).
  * Thread-safety: pure functions. */
+#include "kernels/quant_blocks.h"
 #include "kernels/quant_fast.h"
 
 #include <string.h>
@@ -44,23 +45,6 @@
  * AVX2-only CPU runs is what the -march=x86-64-v3 (valgrind) build makes. */
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
-
-#define QK32 32
-#define QK_K 256
-
-/* Block layouts: ggml's, as in quant.c. */
-struct a2_q4_0 { uint16_t d; uint8_t qs[16]; };
-struct a2_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
-struct a2_q8_0 { uint16_t d; int8_t qs[32]; };
-struct a2_q4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
-struct a2_q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
-struct a2_q8_K { float d; int8_t qs[256]; int16_t bsums[16]; };
-_Static_assert(sizeof(struct a2_q4_0) == 18, "q4_0");
-_Static_assert(sizeof(struct a2_q5_0) == 22, "q5_0");
-_Static_assert(sizeof(struct a2_q8_0) == 34, "q8_0");
-_Static_assert(sizeof(struct a2_q4_K) == 144, "q4_K");
-_Static_assert(sizeof(struct a2_q6_K) == 210, "q6_K");
-_Static_assert(sizeof(struct a2_q8_K) == 292, "q8_K");
 
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
@@ -165,16 +149,16 @@ INL __m256i bytes_from_bits_32(const uint8_t *x) {
 /* Signed weight quants of block b (32 bytes, element order) and its scale. */
 INL __m256i q0_block(const int kind, const void *w, int64_t b, uint16_t *dh) {
     if (kind == 0) {
-        const struct a2_q8_0 *W = (const struct a2_q8_0 *)w + b;
+        const struct block_q8_0 *W = (const struct block_q8_0 *)w + b;
         *dh = W->d;
         return _mm256_loadu_si256((const __m256i *)W->qs);
     }
     if (kind == 1) {
-        const struct a2_q4_0 *W = (const struct a2_q4_0 *)w + b;
+        const struct block_q4_0 *W = (const struct block_q4_0 *)w + b;
         *dh = W->d;
         return _mm256_sub_epi8(q4_0_nibbles(W->qs), _mm256_set1_epi8(8));
     }
-    const struct a2_q5_0 *W = (const struct a2_q5_0 *)w + b;
+    const struct block_q5_0 *W = (const struct block_q5_0 *)w + b;
     *dh = W->d;
     /* nibble | 0xF0 where the 5th bit is clear: nibble + 16 * bit - 16 */
     const __m256i hi = _mm256_andnot_si256(bytes_from_bits_32(W->qh), _mm256_set1_epi8((char)0xF0));
@@ -220,14 +204,14 @@ DEF_TILE8(q5_0, Q5_0_IMPL)
 /* ------------------------------------------------------- Q4_K / Q6_K */
 
 /* K-quant activations are plain Q8_K blocks, as the reference's. */
-static size_t qk_act_bytes(int64_t n) { return round64((size_t)(n / QK_K) * sizeof(struct a2_q8_K)); }
+static size_t qk_act_bytes(int64_t n) { return round64((size_t)(n / QK_K) * sizeof(struct block_q8_K)); }
 
 /* quantize_row_q8_K_ref = quant.c's q8_K_from_float: max = the first element
  * of largest magnitude (its sign kept), iscale = -127 / max, quants
  * min(127, nearest_int(iscale * x)), bsums per 16, d = 1 / iscale. */
 static TGT void qk_act_prep(const float *x, int64_t n, void *dst) {
     const int64_t nb = n / QK_K;
-    struct a2_q8_K *Y = dst;
+    struct block_q8_K *Y = dst;
     for (int64_t b = 0; b < nb; b++, x += QK_K) {
         __m256 m = _mm256_setzero_ps();
         for (int j = 0; j < QK_K; j += 8) m = absmax(m, _mm256_loadu_ps(x + j));
@@ -262,13 +246,13 @@ static TGT void qk_act_prep(const float *x, int64_t n, void *dst) {
         }
         Y[b].d = 1 / iscale;
     }
-    const size_t used = (size_t)nb * sizeof(struct a2_q8_K);
+    const size_t used = (size_t)nb * sizeof(struct block_q8_K);
     memset((uint8_t *)dst + used, 0, qk_act_bytes(n) - used);
 }
 
 INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
                    float *y, size_t ys) {
-    const struct a2_q4_K *W = wp;
+    const struct block_q4_K *W = wp;
     const int64_t nb = n / QK_K;
     __m256 acc[QFAST_MAX_TOK];
     __m128 accm[QFAST_MAX_TOK];
@@ -303,7 +287,7 @@ INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
             const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
-                const struct a2_q8_K *X = (const struct a2_q8_K *)(act + (size_t)t * as) + b;
+                const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
                 const __m256i pl = _mm256_madd_epi16(scale_l,
                     _mm256_maddubs_epi16(q4l, _mm256_loadu_si256((const __m256i *)(X->qs + 64 * j))));
                 const __m256i ph = _mm256_madd_epi16(scale_h,
@@ -313,7 +297,7 @@ INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
         }
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const struct a2_q8_K *X = (const struct a2_q8_K *)(act + (size_t)t * as) + b;
+            const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
             const __m256i q8sums = _mm256_loadu_si256((const __m256i *)X->bsums);
             const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums),
                                                _mm256_extracti128_si256(q8sums, 1));
@@ -345,7 +329,7 @@ static const uint8_t k_scale_shuffle[8][16] = {
 
 INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
                    float *y, size_t ys) {
-    const struct a2_q6_K *W = wp;
+    const struct block_q6_K *W = wp;
     const int64_t nb = n / QK_K;
     __m256 acc[QFAST_MAX_TOK];
 #pragma GCC unroll 8
@@ -359,7 +343,7 @@ INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             /* -32 * sum_g scale_g * bsum_g: the offset of the unsigned quants */
-            const struct a2_q8_K *X = (const struct a2_q8_K *)(act + (size_t)t * as) + b;
+            const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
             const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)X->bsums), sc16);
             sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
         }
@@ -381,7 +365,7 @@ INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
                     sc8, _mm_loadu_si128((const __m128i *)k_scale_shuffle[4 * h + c])));
 #pragma GCC unroll 8
                 for (int t = 0; t < NT; t++) {
-                    const struct a2_q8_K *X = (const struct a2_q8_K *)(act + (size_t)t * as) + b;
+                    const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
                     const __m256i p = _mm256_maddubs_epi16(q,
                         _mm256_loadu_si256((const __m256i *)(X->qs + 128 * h + 32 * c)));
                     sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(scv, p));
@@ -391,7 +375,7 @@ INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
         const float dw = h2f(W[b].d);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const struct a2_q8_K *X = (const struct a2_q8_K *)(act + (size_t)t * as) + b;
+            const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(X->d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }

@@ -24,6 +24,7 @@
  * subtracted back, once per weight row for all tokens; K-quant weights are
  * unsigned already (Q6_K's offset of 32 comes back through the activation's
  * bsums). All of it in integers, so the result is exactly the signed dot. */
+#include "kernels/quant_blocks.h"
 #include "kernels/quant_fast.h"
 
 #include <immintrin.h>
@@ -37,23 +38,6 @@
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
-
-#define QK32 32
-#define QK_K 256
-
-/* Block layouts: ggml's, as in quant.c. */
-struct fb_q4_0 { uint16_t d; uint8_t qs[16]; };
-struct fb_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
-struct fb_q8_0 { uint16_t d; int8_t qs[32]; };
-struct fb_q4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
-struct fb_q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
-struct fb_q8_K { float d; int8_t qs[256]; int16_t bsums[16]; };
-_Static_assert(sizeof(struct fb_q4_0) == 18, "q4_0");
-_Static_assert(sizeof(struct fb_q5_0) == 22, "q5_0");
-_Static_assert(sizeof(struct fb_q8_0) == 34, "q8_0");
-_Static_assert(sizeof(struct fb_q4_K) == 144, "q4_K");
-_Static_assert(sizeof(struct fb_q6_K) == 210, "q6_K");
-_Static_assert(sizeof(struct fb_q8_K) == 292, "q8_K");
 
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
@@ -105,7 +89,7 @@ static void q0_act_prep(const float *x, int64_t n, void *dst) {
     uint8_t *xu = dst;
     float *d8 = (float *)(xu + nb * 32);
     for (int64_t b = 0; b < nb; b++) {
-        struct fb_q8_0 blk;
+        struct block_q8_0 blk;
         q8->from_float(x + b * QK32, &blk, QK32);
         for (int i = 0; i < 32; i++) xu[b * 32 + i] = (uint8_t)(blk.qs[i] + 128);
         const float d = qt_f16_to_f32(blk.d);
@@ -114,7 +98,7 @@ static void q0_act_prep(const float *x, int64_t n, void *dst) {
 }
 
 /* Signed weight quants of block b, 32 bytes in element order. */
-INL __m256i q8_0_block(const struct fb_q8_0 *W, int64_t b) {
+INL __m256i q8_0_block(const struct block_q8_0 *W, int64_t b) {
     return _mm256_loadu_si256((const __m256i *)W[b].qs);
 }
 
@@ -124,11 +108,11 @@ INL __m256i q4_0_nibbles(const uint8_t *q) {
     return _mm256_and_si256(lh, _mm256_set1_epi8(0x0F));
 }
 
-INL __m256i q4_0_block(const struct fb_q4_0 *W, int64_t b) {
+INL __m256i q4_0_block(const struct block_q4_0 *W, int64_t b) {
     return _mm256_sub_epi8(q4_0_nibbles(W[b].qs), _mm256_set1_epi8(8));
 }
 
-INL __m256i q5_0_block(const struct fb_q5_0 *W, int64_t b) {
+INL __m256i q5_0_block(const struct block_q5_0 *W, int64_t b) {
     uint32_t h;
     memcpy(&h, W[b].qh, 4);
     __m256i v = q4_0_nibbles(W[b].qs);
@@ -154,13 +138,13 @@ INL void q0_impl(const int NT, const int kind, int64_t n, const void *w, const u
         uint16_t ha, hb;
         if (kind == 0) {
             wa = q8_0_block(w, b); wb = q8_0_block(w, b + 1);
-            ha = ((const struct fb_q8_0 *)w)[b].d; hb = ((const struct fb_q8_0 *)w)[b + 1].d;
+            ha = ((const struct block_q8_0 *)w)[b].d; hb = ((const struct block_q8_0 *)w)[b + 1].d;
         } else if (kind == 1) {
             wa = q4_0_block(w, b); wb = q4_0_block(w, b + 1);
-            ha = ((const struct fb_q4_0 *)w)[b].d; hb = ((const struct fb_q4_0 *)w)[b + 1].d;
+            ha = ((const struct block_q4_0 *)w)[b].d; hb = ((const struct block_q4_0 *)w)[b + 1].d;
         } else {
             wa = q5_0_block(w, b); wb = q5_0_block(w, b + 1);
-            ha = ((const struct fb_q5_0 *)w)[b].d; hb = ((const struct fb_q5_0 *)w)[b + 1].d;
+            ha = ((const struct block_q5_0 *)w)[b].d; hb = ((const struct block_q5_0 *)w)[b + 1].d;
         }
         const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(wa), wb, 1);
         const __m512i negc = _mm512_sub_epi32(_mm512_setzero_si512(),
@@ -180,9 +164,9 @@ INL void q0_impl(const int NT, const int kind, int64_t n, const void *w, const u
     for (; b < nb; b++) { /* an odd last block: the same float steps */
         __m256i wv;
         uint16_t dh;
-        if (kind == 0) { wv = q8_0_block(w, b); dh = ((const struct fb_q8_0 *)w)[b].d; }
-        else if (kind == 1) { wv = q4_0_block(w, b); dh = ((const struct fb_q4_0 *)w)[b].d; }
-        else { wv = q5_0_block(w, b); dh = ((const struct fb_q5_0 *)w)[b].d; }
+        if (kind == 0) { wv = q8_0_block(w, b); dh = ((const struct block_q8_0 *)w)[b].d; }
+        else if (kind == 1) { wv = q4_0_block(w, b); dh = ((const struct block_q4_0 *)w)[b].d; }
+        else { wv = q5_0_block(w, b); dh = ((const struct block_q5_0 *)w)[b].d; }
         const __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(),
                                               _mm256_dpbusd_epi32(_mm256_setzero_si256(), u128, wv));
         const __m256 dw = _mm256_set1_ps(h2f(dh));
@@ -208,7 +192,7 @@ DEF_TILE(q5_0, Q5_0_IMPL)
 /* ------------------------------------------------------- Q4_K / Q6_K */
 
 /* K-quant activations are plain Q8_K blocks (the reference quantizer). */
-static size_t qk_act_bytes(int64_t n) { return round64((size_t)(n / QK_K) * sizeof(struct fb_q8_K)); }
+static size_t qk_act_bytes(int64_t n) { return round64((size_t)(n / QK_K) * sizeof(struct block_q8_K)); }
 
 static void qk_act_prep(const float *x, int64_t n, void *dst) {
     qtype_get(QTYPE_Q8_K)->from_float(x, dst, n);
@@ -216,7 +200,7 @@ static void qk_act_prep(const float *x, int64_t n, void *dst) {
 
 INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
                    float *y, size_t ys) {
-    const struct fb_q4_K *W = wp;
+    const struct block_q4_K *W = wp;
     const int64_t nb = n / QK_K;
     __m256 acc[QFAST_MAX_TOK];
     __m128 accm[QFAST_MAX_TOK];
@@ -258,7 +242,7 @@ INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
         const float dw = h2f(W[b].d), dmw = h2f(W[b].dmin);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const struct fb_q8_K *X = (const struct fb_q8_K *)(act + (size_t)t * as) + b;
+            const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
             __m512i s0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
                 _mm512_maddubs_epi16(wv[0], _mm512_loadu_si512(X->qs)), scv[0]);
             __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
@@ -287,7 +271,7 @@ INL void q4_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
 
 INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, size_t as,
                    float *y, size_t ys) {
-    const struct fb_q6_K *W = wp;
+    const struct block_q6_K *W = wp;
     const int64_t nb = n / QK_K;
     __m256 acc[QFAST_MAX_TOK];
 #pragma GCC unroll 8
@@ -322,7 +306,7 @@ INL void q6_K_impl(const int NT, int64_t n, const void *wp, const uint8_t *act, 
         const float dw = h2f(W[b].d);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const struct fb_q8_K *X = (const struct fb_q8_K *)(act + (size_t)t * as) + b;
+            const struct block_q8_K *X = (const struct block_q8_K *)(act + (size_t)t * as) + b;
             /* -32 * sum_g scale_g * bsum_g: the offset of the unsigned quants */
             const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)X->bsums), sc16);
             const __m512i init = _mm512_inserti64x4(_mm512_setzero_si512(),
@@ -522,7 +506,7 @@ static void q8_0p_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst
     uint16_t *d = (uint16_t *)(q + nb * 512);
     memset(dst, 0, q8_0p_group_bytes(n));
     for (int i = 0; i < nr; i++) {
-        const struct fb_q8_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        const struct block_q8_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
         for (int64_t b = 0; b < nb; b++) {
             for (int e = 0; e < 32; e++)
                 q[b * 512 + (e / 4) * 64 + i * 4 + e % 4] = (uint8_t)(W[b].qs[e] + 128);
@@ -542,7 +526,7 @@ static void q4_0p_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst
     uint16_t *d = (uint16_t *)(q + nb * 256);
     memset(dst, 0, q4_0p_group_bytes(n));
     for (int i = 0; i < nr; i++) {
-        const struct fb_q4_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        const struct block_q4_0 *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
         for (int64_t b = 0; b < nb; b++) {
             for (int e = 0; e < 16; e++) q[b * 256 + (e / 4) * 64 + i * 4 + e % 4] = W[b].qs[e];
             d[b * QP_ROWS + i] = W[b].d;
@@ -689,7 +673,7 @@ static void q4_Kp_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst
     const int64_t nb = n / QK_K;
     memset(dst, 0, q4_Kp_group_bytes(n));
     for (int i = 0; i < nr; i++) {
-        const struct fb_q4_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        const struct block_q4_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)dst + b * Q4KP_SB;
             for (int e = 0; e < 128; e++) o[(e / 4) * 64 + i * 4 + e % 4] = W[b].qs[e];
@@ -771,7 +755,7 @@ static size_t q6_Kp_group_bytes(int64_t n) { return (size_t)(n / QK_K) * Q6KP_SB
 
 /* Element e (0..255) of a Q6_K block as the unsigned 6-bit quant (ggml's
  * dequantize_row_q6_K order). */
-static int q6_K_quant(const struct fb_q6_K *B, int e) {
+static int q6_K_quant(const struct block_q6_K *B, int e) {
     const int n = e / 128, q = (e % 128) / 32, l = e % 32;
     const int lo = (B->ql[64 * n + l + 32 * (q & 1)] >> (4 * (q >> 1))) & 0xF;
     const int hi = (B->qh[32 * n + l] >> (2 * q)) & 3;
@@ -782,7 +766,7 @@ static void q6_Kp_pack(const void *rows, size_t rb, int nr, int64_t n, void *dst
     const int64_t nb = n / QK_K;
     memset(dst, 0, q6_Kp_group_bytes(n));
     for (int i = 0; i < nr; i++) {
-        const struct fb_q6_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
+        const struct block_q6_K *W = (const void *)((const uint8_t *)rows + (size_t)i * rb);
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)dst + b * Q6KP_SB;
             for (int e = 0; e < 256; e++) {
