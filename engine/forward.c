@@ -79,7 +79,7 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, int n_ctx, int n_t
     f->gate = malloc(T * F * sizeof(float));
     f->up = malloc(T * F * sizeof(float));
     f->mm_scratch = malloc(max_mm_scratch(m, max_tokens));
-    f->attn_bytes = (attn_scratch_bytes(n_ctx, s->head_dim) + 63) / 64 * 64;
+    f->attn_bytes = (attn_scratch_bytes(n_ctx, s->head_dim, s->n_head / s->n_head_kv) + 63) / 64 * 64;
     f->attn_scratch = aligned_alloc(64, (size_t)n_threads * f->attn_bytes);
     if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->proj || !f->gate || !f->up ||
         !f->mm_scratch || !f->attn_scratch) {
@@ -128,9 +128,11 @@ struct attn_job {
     int layer;
 };
 
-/* Task i = (token zigzag(i / n_head), head i % n_head). A token's cost grows
- * with its position, so tokens are taken in the order 0, T-1, 1, T-2, ...:
- * every contiguous slice a thread gets then holds short and long ones alike. */
+/* Task i = (token zigzag(i / n_head_kv), kv head i % n_head_kv): one task
+ * reads a kv head's keys and values once for all the query heads sharing
+ * them. A token's cost grows with its position, so tokens are taken in the
+ * order 0, T-1, 1, T-2, ...: every contiguous slice a thread gets then holds
+ * short and long ones alike. */
 static int zigzag(int k, int n) { return k % 2 == 0 ? k / 2 : n - 1 - k / 2; }
 
 static void attn_tasks(void *ctx, int begin, int end, int thread) {
@@ -139,13 +141,13 @@ static void attn_tasks(void *ctx, int begin, int end, int thread) {
     const int hd = s->head_dim, group = s->n_head / s->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
     void *scratch = j->f->attn_scratch + (size_t)thread * j->f->attn_bytes;
-    const size_t Q = (size_t)s->n_head * hd;
+    const size_t Q = (size_t)s->n_head * hd, at_group = (size_t)group * hd;
     for (int i = begin; i < end; i++) {
-        const int t = zigzag(i / s->n_head, j->b->n_tokens), h = i % s->n_head;
+        const int t = zigzag(i / s->n_head_kv, j->b->n_tokens), g = i % s->n_head_kv;
         struct attn_kv view;
         kv_view(j->kv, j->layer, j->b->seq[t], j->b->pos[t] + 1, &view);
-        attn_head(j->f->q + t * Q + (size_t)h * hd, hd, h / group, &view, scale,
-                  j->f->att + t * Q + (size_t)h * hd, scratch);
+        attn_heads(j->f->q + t * Q + g * at_group, group, g, &view, scale, j->f->att + t * Q + g * at_group,
+                   scratch);
     }
 }
 
@@ -193,15 +195,10 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
         for (int t = 0; t < T; t++) {
             op_rope(f->q + (size_t)t * Q, s->n_head, hd, s->n_rot, b->pos[t], s->rope_freq_base);
             op_rope(f->k + (size_t)t * KV, s->n_head_kv, hd, s->n_rot, b->pos[t], s->rope_freq_base);
-            uint16_t *kr = kv_k_row(kv, l, b->seq[t], b->pos[t]);
-            uint16_t *vr = kv_v_row(kv, l, b->seq[t], b->pos[t]);
-            for (int i = 0; i < KV; i++) {
-                kr[i] = qt_f32_to_f16(f->k[(size_t)t * KV + i]);
-                vr[i] = qt_f32_to_f16(f->v[(size_t)t * KV + i]);
-            }
+            kv_write(kv, l, b->seq[t], b->pos[t], f->k + (size_t)t * KV, f->v + (size_t)t * KV);
         }
         struct attn_job aj = { f, kv, b, l };
-        workers_run(f->wk, attn_tasks, &aj, T * s->n_head);
+        workers_run(f->wk, attn_tasks, &aj, T * s->n_head_kv);
         observe(f, l, FWD_ATTN_OUT, f->att, T, Q);
         matmul(f, &L->wo, f->att, T, f->proj);
         op_add(f->x, f->proj, T * D);

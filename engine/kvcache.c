@@ -1,6 +1,7 @@
 /* kvcache.c - see kvcache.h.
  *
- * Storage per layer: K [n_blocks][block_size][kv_dim] F16, and V the same.
+ * Storage per layer: K [n_blocks][n_head_kv][block_size][head_dim] F16 (the
+ * layout of kernels/attn.h), and V the same.
  * The prefix index is an open-addressing hash table (linear probing,
  * backward-shift deletion) over indexed blocks, keyed by (parent uid, the
  * block's tokens). A block gets a fresh 64-bit uid when it is indexed, so a
@@ -10,9 +11,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine/model.h"
 #include "kernels/attn.h"
+#include "kernels/quant.h"
 
 #define NIL (-1)
 
@@ -26,9 +29,9 @@ struct kv_block {
 };
 
 struct kv_cache {
-    int n_layer, kv_dim, block_size, n_seq, n_ctx, max_blocks;
+    int n_layer, n_head_kv, head_dim, block_size, n_seq, n_ctx, max_blocks;
     int64_t n_blocks;
-    uint16_t *k, *v;        /* [n_layer][n_blocks][block_size][kv_dim] */
+    uint16_t *k, *v;        /* [n_layer][n_blocks][n_head_kv][block_size][head_dim] */
     size_t layer_elems;     /* F16 elements of one layer's K (or V) */
     struct kv_block *blocks;        /* [n_blocks] */
     int32_t *block_tokens;  /* [n_blocks][block_size]: content of indexed blocks */
@@ -148,18 +151,27 @@ struct kv_cache *kv_create(const struct model_shape *s, const struct kv_config *
     struct kv_cache *kv = calloc(1, sizeof(*kv));
     if (!kv) goto out_nomem;
     kv->n_layer = s->n_layer;
-    kv->kv_dim = s->n_head_kv * s->head_dim;
+    kv->n_head_kv = s->n_head_kv;
+    kv->head_dim = s->head_dim;
     kv->block_size = cfg->block_size;
     kv->n_seq = cfg->n_seq;
     kv->n_ctx = cfg->n_ctx;
     kv->n_blocks = cfg->n_blocks;
     kv->max_blocks = (cfg->n_ctx + cfg->block_size - 1) / cfg->block_size;
-    kv->layer_elems = (size_t)kv->n_blocks * (size_t)kv->block_size * (size_t)kv->kv_dim;
+    kv->layer_elems = (size_t)kv->n_blocks * (size_t)kv->block_size * (size_t)kv->n_head_kv *
+                      (size_t)kv->head_dim;
     uint64_t n_slots = 16;
     while (n_slots < 2 * (uint64_t)kv->n_blocks) n_slots *= 2;
     kv->slot_mask = n_slots - 1;
-    kv->k = malloc((size_t)kv->n_layer * kv->layer_elems * sizeof(uint16_t));
-    kv->v = malloc((size_t)kv->n_layer * kv->layer_elems * sizeof(uint16_t));
+    /* 2 MiB aligned and advised huge: a decode step of many sequences reads
+     * runs of a few KiB from blocks all over the pool, one page walk per run
+     * with 4 KiB pages. Aligned at all, so each run starts on a cache line. */
+    const size_t huge = (size_t)2 << 20;
+    const size_t kv_bytes = ((size_t)kv->n_layer * kv->layer_elems * sizeof(uint16_t) + huge - 1) / huge * huge;
+    kv->k = aligned_alloc(huge, kv_bytes);
+    kv->v = aligned_alloc(huge, kv_bytes);
+    if (kv->k) (void)madvise(kv->k, kv_bytes, MADV_HUGEPAGE);   /* advice only */
+    if (kv->v) (void)madvise(kv->v, kv_bytes, MADV_HUGEPAGE);
     kv->blocks = calloc((size_t)kv->n_blocks, sizeof(*kv->blocks));
     kv->block_tokens = malloc((size_t)kv->n_blocks * (size_t)kv->block_size * sizeof(int32_t));
     kv->tables = malloc((size_t)kv->n_seq * (size_t)kv->max_blocks * sizeof(int32_t));
@@ -324,21 +336,27 @@ void kv_seq_release(struct kv_cache *kv, int seq) {
 
 /* --- rows for the forward pass -------------------------------------------- */
 
-static size_t row_index(const struct kv_cache *kv, int l, int seq, int pos) {
+void kv_write(struct kv_cache *kv, int l, int seq, int pos, const float *k, const float *v) {
     const int32_t block = table_of(kv, seq)[pos / kv->block_size];
-    return (size_t)l * kv->layer_elems +
-           ((size_t)block * (size_t)kv->block_size + (size_t)(pos % kv->block_size)) * (size_t)kv->kv_dim;
+    const size_t layer = (size_t)l * kv->layer_elems;
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        const size_t at = layer + attn_kv_index(block, h, pos % kv->block_size, kv->block_size, kv->n_head_kv,
+                                                kv->head_dim);
+        const float *kh = k + (size_t)h * kv->head_dim, *vh = v + (size_t)h * kv->head_dim;
+        for (int d = 0; d < kv->head_dim; d++) {
+            kv->k[at + d] = qt_f32_to_f16(kh[d]);
+            kv->v[at + d] = qt_f32_to_f16(vh[d]);
+        }
+    }
 }
-
-uint16_t *kv_k_row(struct kv_cache *kv, int l, int seq, int pos) { return kv->k + row_index(kv, l, seq, pos); }
-uint16_t *kv_v_row(struct kv_cache *kv, int l, int seq, int pos) { return kv->v + row_index(kv, l, seq, pos); }
 
 void kv_view(const struct kv_cache *kv, int l, int seq, int n_tokens, struct attn_kv *out) {
     out->k_base = kv->k + (size_t)l * kv->layer_elems;
     out->v_base = kv->v + (size_t)l * kv->layer_elems;
     out->blocks = table_of(kv, seq);
     out->block_size = kv->block_size;
-    out->row_stride = kv->kv_dim;
+    out->n_head_kv = kv->n_head_kv;
+    out->head_dim = kv->head_dim;
     out->n_tokens = n_tokens;
 }
 

@@ -80,11 +80,11 @@ void kv_seq_release(struct kv_cache *kv, int seq);
  * references taken). Cost: one hash lookup per full block. */
 int kv_cached_prefix_len(const struct kv_cache *kv, const int32_t *tokens, int n);
 
-/* Rows of token pos of seq in layer l (its block must be reserved). */
-uint16_t *kv_k_row(struct kv_cache *kv, int l, int seq, int pos);
-uint16_t *kv_v_row(struct kv_cache *kv, int l, int seq, int pos);
+/* Store token pos of seq in layer l (its block must be reserved): k and v are
+ * [n_head_kv * head_dim] floats, rounded to F16. */
+void kv_write(struct kv_cache *kv, int l, int seq, int pos, const float *k, const float *v);
 
-/* View of tokens [0, n_tokens) of seq in layer l, for attn_head. */
+/* View of tokens [0, n_tokens) of seq in layer l, for attn_heads. */
 void kv_view(const struct kv_cache *kv, int l, int seq, int n_tokens, struct attn_kv *out);
 
 /* Check every invariant (ref counts against block tables, list and index

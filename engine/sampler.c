@@ -98,6 +98,15 @@ static void heap_sift_down(struct cand *h, int32_t n, int32_t i) {
 
 /* ------------------------------------------------------------- stages --- */
 
+/* A logit whose id occurs cnt > 0 times in the window. Dividing a negative
+ * logit would raise it, so those are multiplied: either way the token becomes
+ * less likely (CTRL, with llama.cpp's fix). */
+static float penalised(const struct sampler_params *p, float logit, int32_t cnt) {
+    if (logit <= 0.0f) logit *= p->repeat_penalty;
+    else logit /= p->repeat_penalty;
+    return logit - ((float)cnt * p->frequency_penalty + p->presence_penalty);
+}
+
 static void apply_penalties(const struct sampler *s, struct cand *c) {
     const struct sampler_params *p = &s->par;
     if (!s->counts || s->ring_len == 0) return;
@@ -109,25 +118,12 @@ static void apply_penalties(const struct sampler *s, struct cand *c) {
      * which is what llama.cpp's per-token map gives. Candidates are still in
      * id order here, so c[i].id == i. */
     for (int32_t i = 0; i < s->n_vocab; i++) {
-        int32_t cnt = s->counts[i];
-        if (cnt == 0) continue;
-        /* Dividing a negative logit would raise it, so those are multiplied:
-         * either way the token becomes less likely (CTRL, with llama.cpp's fix). */
-        if (c[i].logit <= 0.0f) c[i].logit *= p->repeat_penalty;
-        else c[i].logit /= p->repeat_penalty;
-        c[i].logit -= (float)cnt * p->frequency_penalty + (cnt > 0) * p->presence_penalty;
+        if (s->counts[i] > 0) c[i].logit = penalised(p, c[i].logit, s->counts[i]);
     }
 }
 
 /* Arg-max, lowest id on ties: the candidates are in id order, so a strict
  * `>` keeps the first. */
-static int32_t pick_greedy(const struct cand *c, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (c[i].logit > c[best].logit) best = i;
-    return c[best].id;
-}
-
 /* Move the k best of c[0..n) to the front, best first. A bounded heap costs
  * O(n log k): with k = 40 on a 32000 vocab most candidates lose to the heap's
  * root in one comparison, far cheaper than sorting them all. */
@@ -397,7 +393,27 @@ void sampler_accept(struct sampler *s, int32_t id) {
     s->counts[id]++;
 }
 
+/* Greedy without the candidate copy: the same values (penalised where the
+ * window holds the id, NaN as -inf) as apply_penalties gives, the first of
+ * equal maxima (the lowest id) wins; a decode step of many sequences spends
+ * its serial time here. */
+static int32_t greedy_direct(const struct sampler *s, const float *logits) {
+    const struct sampler_params *p = &s->par;
+    const bool penalise = s->counts && s->ring_len > 0 &&
+                          (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
+    int32_t best = 0;
+    float best_v = -INFINITY;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        float v = isnan(logits[i]) ? -INFINITY : logits[i];
+        const int32_t cnt = penalise ? s->counts[i] : 0;
+        if (cnt > 0) v = penalised(p, v, cnt);
+        if (i == 0 || v > best_v) { best = i; best_v = v; }
+    }
+    return best;
+}
+
 int32_t sampler_sample(struct sampler *s, const float *logits) {
+    if (s->par.temperature <= 0.0f) return greedy_direct(s, logits);
     struct cand *c = s->cand;
     int32_t n = s->n_vocab;
     for (int32_t i = 0; i < n; i++) {
@@ -407,7 +423,6 @@ int32_t sampler_sample(struct sampler *s, const float *logits) {
     }
 
     apply_penalties(s, c);
-    if (s->par.temperature <= 0.0f) return pick_greedy(c, n);
 
     bool sorted = false;
     n = apply_top_k(c, n, s->par.top_k, &sorted);

@@ -223,6 +223,37 @@ static void test_top_k_1_is_greedy(void) {
     }
 }
 
+/* Greedy takes a path of its own (no candidate copy); it must pick what the
+ * full chain's top-k = 1 picks from the same penalised values, with NaN
+ * logits, exact ties and every penalty on, as the window fills and slides. */
+static void test_greedy_matches_chain(void) {
+    enum { N = 3000 };
+    static float l[N];
+    struct sampler_params pg = params_off(0.0f), pc = params_off(1.0f);
+    pg.repeat_penalty = pc.repeat_penalty = 1.3f;
+    pg.frequency_penalty = pc.frequency_penalty = 0.2f;
+    pg.presence_penalty = pc.presence_penalty = 0.1f;
+    pg.penalty_last_n = pc.penalty_last_n = 16;
+    pc.top_k = 1;
+    struct sampler *g = make(&pg, N), *c = make(&pc, N);
+    if (!g || !c) { CHECK(0); sampler_free(g); sampler_free(c); return; }
+    int bad = 0;
+    for (int step = 0; step < 300; step++) {
+        fill_logits(l, N, 1000 + step);
+        for (int i = 0; i < N; i += 97) l[i] = NAN;
+        l[(step * 31) % N] = l[(step * 17 + 5) % N] = 9.0f;     /* a tie at the top, sometimes penalised */
+        const int32_t a = sampler_sample(g, l), b = sampler_sample(c, l);
+        bad += a != b;
+        sampler_accept(g, a);
+        sampler_accept(c, a);
+        sampler_accept(g, (step * 31) % N);     /* keep the tied ids in the window now and then */
+        sampler_accept(c, (step * 31) % N);
+    }
+    CHECK_EQ(bad, 0);
+    sampler_free(g);
+    sampler_free(c);
+}
+
 /* On a 32000 vocab, top-k = 40 only ever returns one of the 40 best. */
 static void test_top_k_large_vocab(void) {
     enum { N = 32000, K = 40 };
@@ -567,6 +598,7 @@ int main(void) {
     RUN(test_repeat_penalty_window);
     RUN(test_frequency_presence);
     RUN(test_top_k_1_is_greedy);
+    RUN(test_greedy_matches_chain);
     RUN(test_top_k_large_vocab);
     RUN(test_top_p);
     RUN(test_top_p_large_vocab);
