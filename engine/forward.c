@@ -31,6 +31,7 @@ struct fwd {
     float *att;             /* [T][Q] attention output */
     float *proj;            /* [T][D] sublayer output */
     float *gate, *up;       /* [T][F] */
+    int *out_row;           /* [T] row of a token in the output head's batch, -1: no logits */
     void *mm_scratch;       /* activations converted for a matmul */
     uint8_t *attn_scratch;  /* [n_threads][attn_bytes] */
     bool dense_blas;        /* F32 batches through OpenBLAS (see fwd_set_dense_blas) */
@@ -78,10 +79,11 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, int n_ctx, int n_t
     f->proj = malloc(T * D * sizeof(float));
     f->gate = malloc(T * F * sizeof(float));
     f->up = malloc(T * F * sizeof(float));
+    f->out_row = malloc(T * sizeof(int));
     f->mm_scratch = malloc(max_mm_scratch(m, max_tokens));
     f->attn_bytes = (attn_scratch_bytes(n_ctx, s->head_dim, s->n_head / s->n_head_kv) + 63) / 64 * 64;
     f->attn_scratch = aligned_alloc(64, (size_t)n_threads * f->attn_bytes);
-    if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->proj || !f->gate || !f->up ||
+    if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->proj || !f->gate || !f->up || !f->out_row ||
         !f->mm_scratch || !f->attn_scratch) {
         sp_fail(err, SP_ENOMEM, "forward: out of memory for a batch of %d tokens", max_tokens);
         goto fail;
@@ -97,6 +99,7 @@ void fwd_free(struct fwd *f) {
     workers_free(f->wk);
     free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v);
     free(f->att); free(f->proj); free(f->gate); free(f->up);
+    free(f->out_row);
     free(f->mm_scratch);
     free(f->attn_scratch);
     free(f);
@@ -151,6 +154,67 @@ static void attn_tasks(void *ctx, int begin, int end, int thread) {
     }
 }
 
+/* The per-token work between the matmuls, each stage one parallel job over
+ * the batch's tokens (done on the calling thread alone, it left the others
+ * spinning for a sixth of a 16-sequence decode step). The residual adds are
+ * folded into the next stage that reads x. */
+enum tok_stage {
+    STAGE_ATTN_IN,      /* x += the previous layer's FFN output (l > 0); xb = norm(x) */
+    STAGE_ROPE_STORE,   /* RoPE on q and k; k, v into the KV cache */
+    STAGE_FFN_IN,       /* x += attention output; xb = norm(x) */
+    STAGE_SWIGLU,       /* gate = silu(gate) * up */
+    STAGE_OUTPUT,       /* x += the last FFN output; xb[out_row] = norm(x) where logits are wanted */
+};
+
+struct tok_job {
+    struct fwd *f;
+    struct kv_cache *kv;
+    const struct fwd_batch *b;
+    int layer;
+    enum tok_stage stage;
+};
+
+static void tok_tasks(void *ctx, int begin, int end, int thread) {
+    const struct tok_job *j = ctx;
+    struct fwd *f = j->f;
+    const struct model_shape *s = model_shape(f->m);
+    const struct model_layer *L = model_layer(f->m, j->layer);
+    const size_t D = (size_t)s->n_embd, F = (size_t)s->n_ff, hd = (size_t)s->head_dim;
+    const size_t Q = s->n_head * hd, KV = s->n_head_kv * hd;
+    for (int t = begin; t < end; t++) {
+        float *x = f->x + t * D, *xb = f->xb + t * D, *proj = f->proj + t * D;
+        const int32_t pos = j->b->pos[t];
+        switch (j->stage) {
+        case STAGE_ATTN_IN:
+            if (j->layer > 0) op_add(x, proj, (int)D);
+            op_rmsnorm(xb, x, L->attn_norm, (int)D, s->rms_eps);
+            break;
+        case STAGE_ROPE_STORE:
+            op_rope(f->q + t * Q, s->n_head, (int)hd, s->n_rot, pos, s->rope_freq_base);
+            op_rope(f->k + t * KV, s->n_head_kv, (int)hd, s->n_rot, pos, s->rope_freq_base);
+            kv_write(j->kv, j->layer, j->b->seq[t], pos, f->k + t * KV, f->v + t * KV);
+            break;
+        case STAGE_FFN_IN:
+            op_add(x, proj, (int)D);
+            op_rmsnorm(xb, x, L->ffn_norm, (int)D, s->rms_eps);
+            break;
+        case STAGE_SWIGLU:
+            op_swiglu(f->gate + t * F, f->up + t * F, (int)F);
+            break;
+        case STAGE_OUTPUT:
+            op_add(x, proj, (int)D);
+            if (f->out_row[t] >= 0)
+                op_rmsnorm(f->xb + (size_t)f->out_row[t] * D, x, model_output_norm(f->m), (int)D, s->rms_eps);
+            break;
+        }
+    }
+}
+
+static void run_stage(struct tok_job *j, enum tok_stage stage) {
+    j->stage = stage;
+    workers_run(j->f->wk, tok_tasks, j, j->b->n_tokens);
+}
+
 static int check_batch(const struct fwd *f, const struct kv_cache *kv, const struct fwd_batch *b,
                        struct sp_err *err) {
     const struct model_shape *s = model_shape(f->m);
@@ -179,48 +243,35 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct fwd_batch *b, float
     if (rc != SP_OK) return rc;
     const struct model *m = f->m;
     const struct model_shape *s = model_shape(m);
-    const int T = b->n_tokens, D = s->n_embd, F = s->n_ff, hd = s->head_dim;
-    const int Q = s->n_head * hd, KV = s->n_head_kv * hd;
+    const int T = b->n_tokens, D = s->n_embd, F = s->n_ff, Q = s->n_head * s->head_dim;
 
     for (int t = 0; t < T; t++) mm_get_row(model_tok_embd(m), b->tokens[t], f->x + (size_t)t * D);
+    int n_out = 0;      /* only the tokens that want logits go through the output head */
+    for (int t = 0; t < T; t++) f->out_row[t] = b->logits[t] ? n_out++ : -1;
 
+    struct tok_job tj = { f, kv, b, 0, STAGE_ATTN_IN };
     for (int l = 0; l < s->n_layer; l++) {
         const struct model_layer *L = model_layer(m, l);
-        for (int t = 0; t < T; t++)
-            op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->attn_norm, D, s->rms_eps);
+        tj.layer = l;
+        run_stage(&tj, STAGE_ATTN_IN);
         observe(f, l, FWD_ATTN_IN, f->xb, T, D);
         matmul(f, &L->wq, f->xb, T, f->q);
         matmul(f, &L->wk, f->xb, T, f->k);
         matmul(f, &L->wv, f->xb, T, f->v);
-        for (int t = 0; t < T; t++) {
-            op_rope(f->q + (size_t)t * Q, s->n_head, hd, s->n_rot, b->pos[t], s->rope_freq_base);
-            op_rope(f->k + (size_t)t * KV, s->n_head_kv, hd, s->n_rot, b->pos[t], s->rope_freq_base);
-            kv_write(kv, l, b->seq[t], b->pos[t], f->k + (size_t)t * KV, f->v + (size_t)t * KV);
-        }
+        run_stage(&tj, STAGE_ROPE_STORE);
         struct attn_job aj = { f, kv, b, l };
         workers_run(f->wk, attn_tasks, &aj, T * s->n_head_kv);
         observe(f, l, FWD_ATTN_OUT, f->att, T, Q);
         matmul(f, &L->wo, f->att, T, f->proj);
-        op_add(f->x, f->proj, T * D);
-
-        for (int t = 0; t < T; t++)
-            op_rmsnorm(f->xb + (size_t)t * D, f->x + (size_t)t * D, L->ffn_norm, D, s->rms_eps);
+        run_stage(&tj, STAGE_FFN_IN);
         observe(f, l, FWD_FFN_IN, f->xb, T, D);
         matmul(f, &L->w_gate, f->xb, T, f->gate);
         matmul(f, &L->w_up, f->xb, T, f->up);
-        op_swiglu(f->gate, f->up, T * F);
+        run_stage(&tj, STAGE_SWIGLU);
         observe(f, l, FWD_FFN_MID, f->gate, T, F);
         matmul(f, &L->w_down, f->gate, T, f->proj);
-        op_add(f->x, f->proj, T * D);
     }
-
-    /* Only the tokens that want logits go through the output head. */
-    int n_out = 0;
-    for (int t = 0; t < T; t++) {
-        if (!b->logits[t]) continue;
-        op_rmsnorm(f->xb + (size_t)n_out * D, f->x + (size_t)t * D, model_output_norm(m), D, s->rms_eps);
-        n_out++;
-    }
+    run_stage(&tj, STAGE_OUTPUT);
     if (n_out > 0) matmul(f, model_output(m), f->xb, n_out, logits);
     return SP_OK;
 }

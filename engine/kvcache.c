@@ -170,8 +170,14 @@ struct kv_cache *kv_create(const struct model_shape *s, const struct kv_config *
     const size_t kv_bytes = ((size_t)kv->n_layer * kv->layer_elems * sizeof(uint16_t) + huge - 1) / huge * huge;
     kv->k = aligned_alloc(huge, kv_bytes);
     kv->v = aligned_alloc(huge, kv_bytes);
-    if (kv->k) (void)madvise(kv->k, kv_bytes, MADV_HUGEPAGE);   /* advice only */
-    if (kv->v) (void)madvise(kv->v, kv_bytes, MADV_HUGEPAGE);
+    if (!kv->k || !kv->v) goto out_free;
+    (void)madvise(kv->k, kv_bytes, MADV_HUGEPAGE);   /* advice only */
+    (void)madvise(kv->v, kv_bytes, MADV_HUGEPAGE);
+    /* Touched now, as llama.cpp clears its cache at start: the pool is
+     * resident from the start (its size is configured, not grown by traffic),
+     * and the first requests do not pay its page faults. */
+    memset(kv->k, 0, kv_bytes);
+    memset(kv->v, 0, kv_bytes);
     kv->blocks = calloc((size_t)kv->n_blocks, sizeof(*kv->blocks));
     kv->block_tokens = malloc((size_t)kv->n_blocks * (size_t)kv->block_size * sizeof(int32_t));
     kv->tables = malloc((size_t)kv->n_seq * (size_t)kv->max_blocks * sizeof(int32_t));
