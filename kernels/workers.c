@@ -6,7 +6,17 @@
  * generation; workers spin on it for a while (WORKERS_SPIN iterations, about
  * a millisecond) and only then sleep on the condition variable, so a busy
  * engine never sleeps between loops and an idle one burns no CPU. Completion
- * is an atomic countdown the caller spins on. */
+ * is an atomic countdown the caller spins on.
+ *
+ * Spinning threads that land on one CPU stay there: each runs every few
+ * microseconds, so the scheduler counts both as cache-hot and does not move
+ * either to an idle CPU for tens of milliseconds (seen: a first request 20-65
+ * ms slow, after a library's spinning thread had taken the other core while
+ * the pool was created). So each thread publishes its CPU when it starts a
+ * job, and a worker that finds a pool thread on its own CPU steps off it:
+ * its affinity narrowed to the CPUs the pool does not use, then restored
+ * (the scheduler does not move it back). At most once per MOVE_EVERY jobs, so
+ * a truly oversubscribed box does not turn this into a syscall storm. */
 #include "kernels/workers.h"
 
 #include <immintrin.h>
@@ -17,6 +27,7 @@
 #include <stdlib.h>
 
 #define WORKERS_SPIN 20000
+#define MOVE_EVERY 256
 
 struct worker_arg {
     struct workers *pool;
@@ -33,6 +44,7 @@ struct workers {
     atomic_int pending;         /* workers still running this job */
     atomic_int sleepers;        /* workers blocked on `wake` */
     atomic_bool stop;
+    atomic_int *cpu;            /* [n_threads] CPU each thread last started a job on, -1: unknown */
     workers_fn fn;              /* the current job, published before generation */
     void *ctx;
     int n;
@@ -62,13 +74,34 @@ static unsigned wait_job(struct workers *w, unsigned seen) {
     return g;
 }
 
+/* Thread t is on `cpu`: if another pool thread is too, move to a CPU the
+ * pool is not on (if the affinity mask has one). */
+static void step_off_shared_cpu(struct workers *w, int t, int cpu) {
+    bool shared = false;
+    for (int i = 0; i < w->n_threads; i++) shared |= i != t && atomic_load_explicit(&w->cpu[i], memory_order_relaxed) == cpu;
+    if (!shared) return;
+    cpu_set_t all, free_cpus;
+    if (sched_getaffinity(0, sizeof(all), &all) != 0) return;
+    free_cpus = all;
+    for (int i = 0; i < w->n_threads; i++) {
+        const int c = atomic_load_explicit(&w->cpu[i], memory_order_relaxed);
+        if (c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &free_cpus);
+    }
+    if (CPU_COUNT(&free_cpus) == 0) return;
+    if (sched_setaffinity(0, sizeof(free_cpus), &free_cpus) == 0) (void)sched_setaffinity(0, sizeof(all), &all);
+    atomic_store_explicit(&w->cpu[t], sched_getcpu(), memory_order_relaxed);
+}
+
 static void *worker_main(void *p) {
     struct worker_arg *a = p;
     struct workers *w = a->pool;
     unsigned seen = 0;
-    for (;;) {
+    for (unsigned jobs = 0;; jobs++) {
         seen = wait_job(w, seen);
         if (atomic_load(&w->stop)) break;
+        const int cpu = sched_getcpu();
+        atomic_store_explicit(&w->cpu[a->index], cpu, memory_order_relaxed);
+        if (jobs % MOVE_EVERY == 0) step_off_shared_cpu(w, a->index, cpu);
         run_slice(w, a->index);
         atomic_fetch_sub_explicit(&w->pending, 1, memory_order_release);
     }
@@ -85,7 +118,9 @@ struct workers *workers_create(int n_threads, struct sp_err *err) {
     w->n_threads = n_threads;
     w->threads = calloc((size_t)n_threads, sizeof(*w->threads));
     w->args = calloc((size_t)n_threads, sizeof(*w->args));
-    if (!w->threads || !w->args) goto out_free;
+    w->cpu = calloc((size_t)n_threads, sizeof(*w->cpu));
+    if (!w->threads || !w->args || !w->cpu) goto out_free;
+    for (int i = 0; i < n_threads; i++) atomic_init(&w->cpu[i], -1);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
     for (int i = 1; i < n_threads; i++) {
@@ -101,6 +136,7 @@ struct workers *workers_create(int n_threads, struct sp_err *err) {
 out_free:
     free(w->threads);
     free(w->args);
+    free(w->cpu);
     free(w);
 out_nomem:
     sp_fail(err, SP_ENOMEM, "workers: out of memory");
@@ -118,6 +154,7 @@ void workers_free(struct workers *w) {
     pthread_cond_destroy(&w->wake);
     free(w->threads);
     free(w->args);
+    free(w->cpu);
     free(w);
 }
 
@@ -129,6 +166,7 @@ void workers_run(struct workers *w, workers_fn fn, void *ctx, int n) {
     w->fn = fn;
     w->ctx = ctx;
     w->n = n;
+    atomic_store_explicit(&w->cpu[0], sched_getcpu(), memory_order_relaxed);
     atomic_store_explicit(&w->pending, w->n_threads - 1, memory_order_relaxed);
     atomic_fetch_add(&w->generation, 1);   /* seq_cst: ordered before the sleepers check */
     if (atomic_load(&w->sleepers) > 0) {
