@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/ops.h"
+
 struct cand {
     int32_t id;
     float logit;
@@ -401,12 +403,12 @@ static int32_t greedy_direct(const struct sampler *s, const float *logits) {
     const struct sampler_params *p = &s->par;
     const bool penalise = s->counts && s->ring_len > 0 &&
                           (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
+    if (!penalise) return op_argmax(logits, s->n_vocab);
     int32_t best = 0;
     float best_v = -INFINITY;
     for (int32_t i = 0; i < s->n_vocab; i++) {
         float v = isnan(logits[i]) ? -INFINITY : logits[i];
-        const int32_t cnt = penalise ? s->counts[i] : 0;
-        if (cnt > 0) v = penalised(p, v, cnt);
+        if (s->counts[i] > 0) v = penalised(p, v, s->counts[i]);
         if (i == 0 || v > best_v) { best = i; best_v = v; }
     }
     return best;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
 
 /* Scratch, per query head: a score for every key (then its probability,
@@ -218,13 +219,7 @@ static void attn_heads_avx512(const float *q, int n_q, int kv_head, const struct
 void attn_heads(const float *q, int n_q, int kv_head, const struct attn_kv *kv, float scale, float *out,
                 void *scratch) {
 #if defined(__x86_64__)
-    static int fast = -1;   /* decided once; same answer on every call */
-    if (fast < 0) {
-        const char *k = getenv("SPARROW_KERNELS");
-        fast = !(k && !strcmp(k, "ref")) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-    }
-    if (fast && kv->head_dim <= 16 * ATTN_MAX_CHUNKS) {
+    if (cpu_use(SIMD_AVX512) && kv->head_dim <= 16 * ATTN_MAX_CHUNKS) {
         attn_heads_avx512(q, n_q, kv_head, kv, scale, out, scratch);
         return;
     }

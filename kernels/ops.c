@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "kernels/cpu.h"
+
 void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
@@ -39,4 +41,43 @@ void op_swiglu(float *gate, const float *up, int n) {
 
 void op_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+static int32_t argmax_ref(const float *x, int32_t n) {
+    int32_t best = 0;
+    float best_v = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (x[i] > best_v) { best = i; best_v = x[i]; }   /* NaN compares false: skipped */
+    return best;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Two passes in 16 lanes: the maximum (NaN lanes keep the running max, as
+ * the scalar compare does), then the first index holding it. */
+__attribute__((target("avx512f")))
+static int32_t argmax_avx512(const float *x, int32_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int32_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        vmax = _mm512_max_ps(_mm512_mask_loadu_ps(vmax, m, x + i), vmax);
+    }
+    const float max = _mm512_reduce_max_ps(vmax);
+    if (max == -INFINITY) return 0;
+    const __m512 want = _mm512_set1_ps(max);
+    for (int32_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), want, _CMP_EQ_OQ);
+        if (hit) return i + __builtin_ctz(hit);
+    }
+    return 0;   /* not reached: max came from some lane */
+}
+#endif
+
+int32_t op_argmax(const float *x, int32_t n) {
+#if defined(__x86_64__)
+    if (cpu_use(SIMD_AVX512)) return argmax_avx512(x, n);
+#endif
+    return argmax_ref(x, n);
 }

@@ -18,3 +18,7 @@ void op_swiglu(float *gate, const float *up, int n);
 
 /* y[i] += x[i]. */
 void op_add(float *y, const float *x, int n);
+
+/* Index of the largest of x[0, n), the lowest one on ties; NaN counts as
+ * -inf; 0 when nothing beats -inf. */
+int32_t op_argmax(const float *x, int32_t n);

@@ -24,15 +24,15 @@
  * subtracted back, once per weight row for all tokens; K-quant weights are
  * unsigned already (Q6_K's offset of 32 comes back through the activation's
  * bsums). All of it in integers, so the result is exactly the signed dot. */
-#include "kernels/quant_blocks.h"
 #include "kernels/quant_fast.h"
 
 #include <immintrin.h>
-
-#include "kernels/simd_avx512.h"
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/quant_blocks.h"
+#include "kernels/simd_avx512.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -884,20 +884,7 @@ static const struct qfast k_q6_K = {"avx512-q6_K", 4, qk_act_bytes, qk_act_prep,
 static const struct qfast k_f16 = {"avx512-f16", 4, f_act_bytes, f16_act_prep, f16_tile};
 static const struct qfast k_f32 = {"avx512-f32", 4, f_act_bytes, f32_act_prep, f32_tile};
 
-static int cpu_ok, cpu_avx2, env_ref, env_avx2;
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-
-static void probe(void) {
-    __builtin_cpu_init();
-    cpu_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-             __builtin_cpu_supports("fma");
-    cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    const char *e = getenv("SPARROW_KERNELS");
-    env_ref = e && strcmp(e, "ref") == 0;
-    env_avx2 = e && strcmp(e, "avx2") == 0;
-}
+static bool cpu_ok(void) { return cpu_caps()->avx512 && cpu_caps()->vnni; }
 
 static const struct qfast *avx512_get(enum qtype wtype) {
     switch (wtype) {
@@ -914,21 +901,21 @@ static const struct qfast *avx512_get(enum qtype wtype) {
 }
 
 const struct qfast *qfast_get_cpu(enum qtype wtype) {
-    pthread_once(&probe_once, probe);
-    const struct qfast *k = cpu_ok ? avx512_get(wtype) : NULL;
-    return k ? k : cpu_avx2 ? qfast_avx2_get(wtype) : NULL;
+    const struct qfast *k = cpu_ok() ? avx512_get(wtype) : NULL;
+    return k ? k : cpu_caps()->avx2 ? qfast_avx2_get(wtype) : NULL;
 }
 
 const struct qfast *qfast_get(enum qtype wtype) {
-    pthread_once(&probe_once, probe);
-    if (env_ref) return NULL;
-    if (env_avx2) return cpu_avx2 ? qfast_avx2_get(wtype) : NULL;
+    switch (cpu_caps()->allowed) {
+    case SIMD_REF: return NULL;
+    case SIMD_AVX2: return cpu_use(SIMD_AVX2) ? qfast_avx2_get(wtype) : NULL;
+    case SIMD_AVX512: break;
+    }
     return qfast_get_cpu(wtype);
 }
 
 const struct qpack *qpack_get_cpu(enum qtype wtype) {
-    pthread_once(&probe_once, probe);
-    if (!cpu_ok) return NULL;
+    if (!cpu_ok()) return NULL;
     switch (wtype) {
     case QTYPE_Q8_0: return &p_q8_0;
     case QTYPE_Q4_0: return &p_q4_0;
@@ -939,8 +926,7 @@ const struct qpack *qpack_get_cpu(enum qtype wtype) {
 }
 
 const struct qpack *qpack_get(enum qtype wtype) {
-    pthread_once(&probe_once, probe);
-    return env_ref || env_avx2 ? NULL : qpack_get_cpu(wtype);
+    return cpu_caps()->allowed == SIMD_AVX512 ? qpack_get_cpu(wtype) : NULL;
 }
 
 #else /* not x86: no fast kernels */

@@ -24,13 +24,13 @@
  * nearest even). Each bf16 x bf16 product is exact in float either way. */
 #include "kernels/quant_fast.h"
 
-#include <pthread.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
 
+#include "kernels/cpu.h"
 #include "kernels/simd_avx512.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
@@ -152,21 +152,10 @@ static TGT void bf_tile(int64_t n, const void *w, const void *act, size_t as, in
 
 static const struct qfast k_bf16 = {"avx512-bf16", BF_MAX_TOK, bf_act_bytes, bf_act_prep, bf_tile};
 
-static int bf_cpu_ok;
-static pthread_once_t bf_probe_once = PTHREAD_ONCE_INIT;
-
-static void bf_probe(void) {
-    __builtin_cpu_init();
-    bf_cpu_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
-                __builtin_cpu_supports("fma");
-}
-
 /* The BF16 kernel when the CPU runs it, else NULL. Ignores SPARROW_KERNELS
  * (the caller's dispatch, like qfast_get, applies it). Any thread. */
 const struct qfast *qfast_bf16_get(void) {
-    pthread_once(&bf_probe_once, bf_probe);
-    return bf_cpu_ok ? &k_bf16 : NULL;
+    return cpu_caps()->avx512 && cpu_caps()->bf16 ? &k_bf16 : NULL;
 }
 
 #else /* not x86 */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "config/err.h"
+#include "kernels/cpu.h"
 
 #define SPARSE_MAX_E 2048      /* largest super-block of any valid format */
 #define SPARSE_LANES 16        /* accumulators per token in the portable kernel */
@@ -427,16 +428,7 @@ void sparse_tile_ref(const struct sparse_fmt *f, int64_t n_cols, const void *row
 
 /* ------------------------------------------------------------- dispatch */
 
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static bool env_ref;    /* SPARROW_KERNELS=ref: read once per process */
-
-static void read_env(void) {
-    const char *e = getenv("SPARROW_KERNELS");
-    env_ref = e && strcmp(e, "ref") == 0;
-}
-
 sparse_tile_fn sparse_tile_get(const struct sparse_fmt *f) {
-    pthread_once(&env_once, read_env);
-    sparse_tile_fn fast = env_ref ? NULL : sparse_tile_avx512(f);
+    sparse_tile_fn fast = cpu_caps()->allowed == SIMD_AVX512 ? sparse_tile_avx512(f) : NULL;
     return fast ? fast : sparse_tile_ref;
 }

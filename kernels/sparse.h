@@ -121,7 +121,8 @@ typedef void (*sparse_tile_fn)(const struct sparse_fmt *f, int64_t n_cols, const
 void sparse_tile_ref(const struct sparse_fmt *f, int64_t n_cols, const void *rows, int nr,
                      const float *x, size_t x_stride, int nt, float *y, size_t y_stride);
 /* The kernel matmul uses: the AVX-512 one (kernels/sparse_avx512.c) when the
- * CPU has it and SPARROW_KERNELS is not "ref", else sparse_tile_ref. */
+ * CPU has it and SPARROW_KERNELS allows it (kernels/cpu.h), else
+ * sparse_tile_ref. */
 sparse_tile_fn sparse_tile_get(const struct sparse_fmt *f);
 /* The AVX-512 kernel regardless of SPARROW_KERNELS, or NULL when the CPU
  * cannot run it (tests compare it with the oracle). */

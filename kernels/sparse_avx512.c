@@ -61,6 +61,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include "kernels/cpu.h"
 #include "kernels/simd_avx512.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,fma,f16c")))
@@ -533,14 +534,11 @@ DEF_TILE(bs_q4_16, bs_rb, bs_impl, SPARSE_VAL_Q4, 16)
 
 /* ------------------------------------------------------------- dispatch */
 
-static int cpu_ok;
+static bool cpu_ok;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
 static void probe(void) {
-    __builtin_cpu_init();
-    cpu_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("fma");
+    cpu_ok = cpu_caps()->avx512 && cpu_caps()->vbmi_dq;
     if (cpu_ok) build_plans();
 }
 

@@ -254,6 +254,33 @@ static void test_greedy_matches_chain(void) {
     sampler_free(c);
 }
 
+/* Without penalties greedy is a vector arg-max (kernels/ops.c): the same
+ * answer as a scalar scan for every length (tails of 1..15 lanes), NaNs,
+ * ties in any lane, and rows with nothing above -inf (id 0). */
+static void test_greedy_argmax_shapes(void) {
+    static float l[32000 + 17];
+    int bad = 0;
+    for (int n = 1; n <= 32000 + 17; n = n < 40 ? n + 1 : n * 3 + 1) {
+        struct sampler_params p = params_off(0.0f);
+        struct sampler *s = make(&p, n);
+        if (!s) { CHECK(0); return; }
+        for (int round = 0; round < 6; round++) {
+            fill_logits(l, n, (uint32_t)(n * 7 + round));
+            if (round == 1) for (int i = 0; i < n; i += 3) l[i] = NAN;
+            if (round == 2) { l[n / 2] = 50.0f; l[n - 1] = 50.0f; }               /* tie: first wins */
+            if (round == 3) l[n - 1] = 60.0f;                                      /* in the tail */
+            if (round == 4) for (int i = 0; i < n; i++) l[i] = i % 2 ? NAN : -INFINITY;
+            if (round == 5) for (int i = 0; i < n; i++) l[i] = -INFINITY;
+            int32_t want = 0;
+            float best = -INFINITY;
+            for (int i = 0; i < n; i++) if (l[i] > best) best = l[want = i];      /* NaN compares false */
+            bad += sampler_sample(s, l) != want;
+        }
+        sampler_free(s);
+    }
+    CHECK_EQ(bad, 0);
+}
+
 /* On a 32000 vocab, top-k = 40 only ever returns one of the 40 best. */
 static void test_top_k_large_vocab(void) {
     enum { N = 32000, K = 40 };
@@ -599,6 +626,7 @@ int main(void) {
     RUN(test_frequency_presence);
     RUN(test_top_k_1_is_greedy);
     RUN(test_greedy_matches_chain);
+    RUN(test_greedy_argmax_shapes);
     RUN(test_top_k_large_vocab);
     RUN(test_top_p);
     RUN(test_top_p_large_vocab);
