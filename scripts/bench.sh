@@ -125,24 +125,28 @@ for b in bounds:
 EOF
 
 # Batched decode through the in-process scheduler (one line per figure):
-# aggregate output tokens/s with N requests at once, against N = 1.
+# aggregate tokens/s with N requests at once, against N = 1. "out" counts
+# every generated token over the wall time (prefill included); "decode" is
+# the generation rate alone (sum over requests of tokens / time between the
+# first and last token).
 echo
-echo "batched decode: sparrow bench -m MODEL --concurrent 1,4,16,64 -t $THREADS (64 prompt + 128 generated tokens each)"
+echo "batched decode: sparrow bench -m MODEL --concurrent 1,4,16,64 -r $REPS -t $THREADS (64 prompt + 128 generated tokens each)"
 echo
-echo "| model | requests | out tok/s | x single | TTFT mean ms | TPOT mean ms |"
-echo "|---|---|---|---|---|---|"
+echo "| model | requests | out tok/s | x single | decode tok/s | x single | TTFT mean ms | TPOT mean ms |"
+echo "|---|---|---|---|---|---|---|---|"
 for m in ${BATCH_MODELS:-synth15M-q8_0 synth110M-q4_k_m}; do
     f=$SHARED/models/$m.gguf
     case $m in */*) f=$m; m=$(basename "$m" .gguf) ;; esac
-    [ -f "$f" ] || { echo "| $m | missing | - | - | - | - |"; failed=1; continue; }
-    timeout 600 "$SPARROW" bench -m "$f" -t "$THREADS" --concurrent 1,4,16,64 --json 2>/dev/null |
+    [ -f "$f" ] || { echo "| $m | missing | - | - | - | - | - | - |"; failed=1; continue; }
+    timeout 900 "$SPARROW" bench -m "$f" -r "$REPS" -t "$THREADS" --concurrent 1,4,16,64 --json 2>/dev/null |
         python3 -c '
 import json, sys
 name = sys.argv[1]; base = None
 for line in sys.stdin:
     r = json.loads(line)
-    base = base or r["out_tps"]
-    print("| %s | %s | %.1f | %.2f | %.1f | %.2f |" % (name, r["test"][5:], r["out_tps"], r["out_tps"] / base,
-                                                       r["ttft_ms"], r["tpot_ms"]))' "$m" || failed=1
+    base = base or r
+    print("| %s | %s | %.1f ± %.1f | %.2f | %.1f ± %.1f | %.2f | %.1f | %.2f |" % (
+        name, r["test"][5:], r["out_tps"], r["out_tps_sd"], r["out_tps"] / base["out_tps"],
+        r["decode_tps"], r["decode_tps_sd"], r["decode_tps"] / base["decode_tps"], r["ttft_ms"], r["tpot_ms"]))' "$m" || failed=1
 done
 exit "$failed"

@@ -279,11 +279,19 @@ static int bench_once(struct fwd *f, struct kv_cache *kv, int n_prompt, int n_ge
     return rc;
 }
 
-/* N requests submitted at once to an in-process scheduler, stepped until all
- * finish: aggregate output tokens/s, mean TTFT and TPOT. With prefix > 0 every
- * prompt starts with the same `prefix` tokens (cold cache at the start). */
-static int bench_batched(const struct model *m, const struct tokenizer *tok, const char *name, int n_req, int n_prompt, int n_gen, int prefix,
-                         int threads, bool json, struct sp_err *err) {
+/* One run of the batched benchmark, its figures averaged over the requests. */
+struct batched_run {
+    double out_tps;     /* generated tokens / wall time, prefill included */
+    double decode_tps;  /* sum over requests of (tokens - 1) / (last - first token time) */
+    double ttft, tpot;  /* means, seconds */
+    double hit;         /* prompt tokens served from the prefix cache */
+};
+
+/* N requests submitted at once to a fresh in-process scheduler, stepped until
+ * all finish. With prefix > 0 every prompt starts with the same `prefix`
+ * tokens (cold cache at the start). */
+static int bench_batched_once(const struct model *m, const struct tokenizer *tok, int n_req, int n_prompt, int n_gen,
+                              int prefix, int threads, struct batched_run *out, struct sp_err *err) {
     const struct model_shape *s = model_shape(m);
     const int len = prefix + n_prompt, bs = 16;
     struct sched_config sc = {
@@ -321,33 +329,58 @@ static int bench_batched(const struct model *m, const struct tokenizer *tok, con
             done += v.finish != REQ_FINISH_NONE;
         }
     }
-    double wall = sp_now() - t0, ttft = 0, tpot = 0;
-    int64_t out = 0;
+    const double wall = sp_now() - t0;
+    *out = (struct batched_run){0};
+    int64_t n_out = 0;
     for (int i = 0; rc == SP_OK && i < n_req; i++) {
         struct req_view v;
         req_get_view(reqs[i], &v);
-        out += v.n_generated;
-        ttft += v.t_first - v.t_submit;
-        if (v.n_generated > 1) tpot += (v.t_last - v.t_first) / (v.n_generated - 1);
+        n_out += v.n_generated;
+        out->ttft += (v.t_first - v.t_submit) / n_req;
+        if (v.n_generated > 1) {
+            out->tpot += (v.t_last - v.t_first) / (v.n_generated - 1) / n_req;
+            out->decode_tps += (v.n_generated - 1) / (v.t_last - v.t_first);
+        }
     }
+    out->out_tps = (double)n_out / wall;
     struct sched_stats st;
     sched_get_stats(sched, &st);
-    if (rc == SP_OK) {
-        double hit = (double)st.tokens_cached / (double)(st.tokens_cached + st.tokens_prefilled);
-        if (json)
-            printf("{\"model\":\"%s\",\"test\":\"batch%d\",\"prompt\":%d,\"shared_prefix\":%d,\"gen\":%d,\"threads\":%d,"
-                   "\"out_tps\":%.2f,\"ttft_ms\":%.2f,\"tpot_ms\":%.3f,\"prefix_hit\":%.3f}\n",
-                   name, n_req, len, prefix, n_gen, threads, out / wall, ttft / n_req * 1e3, tpot / n_req * 1e3, hit);
-        else
-            printf("| %s | %d | %d | %d | %.1f | %.1f | %.2f | %.0f%% |\n", name, n_req, len, prefix, out / wall,
-                   ttft / n_req * 1e3, tpot / n_req * 1e3, hit * 100);
-        fflush(stdout);
-    }
+    out->hit = (double)st.tokens_cached / (double)(st.tokens_cached + st.tokens_prefilled);
     for (int i = 0; reqs && i < n_req; i++) req_unref(reqs[i]);
     free(reqs);
     free(t);
     sched_free(sched);
     return rc;
+}
+
+/* bench_batched_once `reps` times: one line with the mean (and sd) of each figure. */
+static int bench_batched(const struct model *m, const struct tokenizer *tok, const char *name, int n_req, int n_prompt,
+                         int n_gen, int prefix, int threads, int reps, bool json, struct sp_err *err) {
+    struct batched_run sum = {0}, r = {0};
+    double out2 = 0, dec2 = 0;
+    for (int i = 0; i < reps; i++) {
+        int rc = bench_batched_once(m, tok, n_req, n_prompt, n_gen, prefix, threads, &r, err);
+        if (rc != SP_OK) return rc;
+        sum.out_tps += r.out_tps; sum.decode_tps += r.decode_tps;
+        sum.ttft += r.ttft; sum.tpot += r.tpot; sum.hit += r.hit;
+        out2 += r.out_tps * r.out_tps;
+        dec2 += r.decode_tps * r.decode_tps;
+    }
+    const double out_sd = reps > 1 ? sqrt(fmax(0.0, (out2 - sum.out_tps * sum.out_tps / reps) / (reps - 1))) : 0.0;
+    const double dec_sd = reps > 1 ? sqrt(fmax(0.0, (dec2 - sum.decode_tps * sum.decode_tps / reps) / (reps - 1))) : 0.0;
+    const int len = prefix + n_prompt;
+    if (json)
+        printf("{\"model\":\"%s\",\"test\":\"batch%d\",\"prompt\":%d,\"shared_prefix\":%d,\"gen\":%d,\"threads\":%d,"
+               "\"reps\":%d,\"out_tps\":%.2f,\"out_tps_sd\":%.2f,\"decode_tps\":%.2f,\"decode_tps_sd\":%.2f,"
+               "\"ttft_ms\":%.2f,\"tpot_ms\":%.3f,\"prefix_hit\":%.3f}\n",
+               name, n_req, len, prefix, n_gen, threads, reps, sum.out_tps / reps, out_sd, sum.decode_tps / reps, dec_sd,
+               sum.ttft / reps * 1e3, sum.tpot / reps * 1e3, sum.hit / reps);
+    else
+        printf("| %s | %d | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.1f | %.2f | %.0f%% |\n", name, n_req, len, prefix,
+               sum.out_tps / reps, out_sd, sum.decode_tps / reps, dec_sd, sum.ttft / reps * 1e3,
+               sum.tpot / reps * 1e3, sum.hit / reps * 100);
+    fflush(stdout);
+    return SP_OK;
 }
 
 /* Memory read bandwidth in GB/s with n threads, best of three passes over
@@ -423,10 +456,10 @@ static int cmd_bench(int argc, char **argv) {
         struct tokenizer *tok = m ? tok_create(model_gguf(m), &err) : NULL;
         int rc = tok ? SP_OK : err.code;
         if (!json && m)
-            printf("| model | requests | prompt | shared prefix | out tok/s | TTFT mean ms | TPOT mean ms | prefix hit |\n"
-                   "|---|---|---|---|---|---|---|---|\n");
+            printf("| model | requests | prompt | shared prefix | out tok/s | decode tok/s | TTFT mean ms | TPOT mean ms | prefix hit |\n"
+                   "|---|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < cl.n && rc == SP_OK; i++)
-            if (cl.v[i] > 0) rc = bench_batched(m, tok, base, cl.v[i], prompt_tokens, gen_tokens, shared_prefix, threads, json, &err);
+            if (cl.v[i] > 0) rc = bench_batched(m, tok, base, cl.v[i], prompt_tokens, gen_tokens, shared_prefix, threads, reps, json, &err);
         tok_free(tok);
         model_free(m);
         if (rc != SP_OK) fprintf(stderr, "sparrow bench: %s\n", err.msg);
