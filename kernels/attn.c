@@ -19,10 +19,17 @@ struct attn_scratch {
     float *acc;                 /* [n_q][d_stride] */
 };
 
+/* Chunks of 16 dims the fast path runs for a head: one of the instantiated
+ * counts (2, 3, 4, 6, 8), covering head_dim. */
+static int fast_chunks(int head_dim) {
+    const int need = (head_dim + 15) / 16;
+    return need <= 4 ? (need < 2 ? 2 : need) : need <= 6 ? 6 : need;
+}
+
 static struct attn_scratch scratch_layout(void *mem, int n_tokens, int head_dim, int n_q) {
     struct attn_scratch s;
     s.n_stride = ((size_t)n_tokens + 15) / 16 * 16;
-    s.d_stride = head_dim <= 64 ? 64 : ((size_t)head_dim + 127) / 128 * 128;   /* the fast path's 4 or 8 chunks */
+    s.d_stride = 16 * (size_t)fast_chunks(head_dim);
     s.score = mem;
     s.qf = s.score + (size_t)n_q * s.n_stride;
     s.acc = s.qf + (size_t)n_q * s.d_stride;
@@ -136,7 +143,7 @@ static void softmax_avx512(float *x, int n) {
     }
 }
 
-/* nc = chunks of 16 dims, 4 or 8, a constant so the per-chunk arrays live in
+/* nc = chunks of 16 dims (fast_chunks), a constant so the per-chunk arrays live in
  * registers; chunks past head_dim have an empty mask (loads give zeros, which
  * add nothing to a dot product, and nothing is stored). */
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"), always_inline))
@@ -211,8 +218,13 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 static void attn_heads_avx512(const float *q, int n_q, int kv_head, const struct attn_kv *kv, float scale,
                               float *out, void *scratch) {
-    if (kv->head_dim <= 64) attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 4);
-    else attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 8);
+    switch (fast_chunks(kv->head_dim)) {
+    case 2: attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 2); break;
+    case 3: attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 3); break;
+    case 4: attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 4); break;
+    case 6: attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 6); break;
+    default: attn_heads_nc(q, n_q, kv_head, kv, scale, out, scratch, 8); break;
+    }
 }
 #endif
 
