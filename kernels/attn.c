@@ -2,9 +2,6 @@
 #include "kernels/attn.h"
 
 #include <math.h>
-#include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cpu.h"
 #include "kernels/quant.h"
@@ -18,6 +15,8 @@ struct attn_scratch {
     float *qf;                  /* [n_q][d_stride] */
     float *acc;                 /* [n_q][d_stride] */
 };
+
+static inline int min_int(int a, int b) { return a < b ? a : b; }
 
 /* Chunks of 16 dims the fast path runs for a head: one of the instantiated
  * counts (2, 3, 4, 6, 8), covering head_dim. */
@@ -86,10 +85,10 @@ void attn_heads_ref(const float *q, int n_q, int kv_head, const struct attn_kv *
  * the same way). Keys are walked block by block; a key row is converted once
  * and dotted with every query head of the group, and a block's V rows (one
  * run of block_size * head_dim halves, in L1 after the first head) are
- * weighted into each head's accumulators in turn. The next block's K or V
- * run is prefetched while the current one is used: the block table scatters
- * blocks over the pool, which the hardware prefetcher cannot guess. Masked
- * loads cover head dims that are not multiples of 16. */
+ * weighted into each head's accumulators in turn. The runs are brought in
+ * ahead of the arithmetic by touch_runs. Masked loads cover head dims that
+ * are not multiples of 16. */
+
 /* K (and V) bytes touched ahead at a time: whole contexts up to 4096 tokens
  * of head_dim 128 stay in one window, which measured best (L3-resident). */
 #define ATTN_WINDOW_BYTES ((size_t)1 << 20)
@@ -155,8 +154,7 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
     const size_t head0 = attn_kv_index(0, kv_head, 0, bs, kv->n_head_kv, hd);
     const size_t block_stride = attn_kv_index(1, 0, 0, bs, kv->n_head_kv, hd);
     const int n_blocks = (n + bs - 1) / bs;
-    const size_t run_bytes = run * sizeof(uint16_t);
-    const int win = ATTN_WINDOW_BYTES / run_bytes > 1 ? (int)(ATTN_WINDOW_BYTES / run_bytes) : 1;
+    const int win = ATTN_WINDOW_BYTES / (run * sizeof(uint16_t)) > 1 ? (int)(ATTN_WINDOW_BYTES / (run * sizeof(uint16_t))) : 1;
     __mmask16 mask[ATTN_MAX_CHUNKS];
     for (int c = 0; c < nc; c++) {
         const int left = hd - 16 * c;
@@ -171,12 +169,12 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
         }
 
     const uint16_t *k_head = kv->k_base + head0, *v_head = kv->v_base + head0;
-    touch_runs(k_head, v_head, kv->blocks, 0, win < n_blocks ? win : n_blocks, block_stride, run);
+    touch_runs(k_head, v_head, kv->blocks, 0, min_int(win, n_blocks), block_stride, run);
     for (int bi = 0; bi < n_blocks; bi++) {
-        if (bi % win == 0 && bi > 0)
-            touch_runs(k_head, NULL, kv->blocks, bi, bi + win < n_blocks ? bi + win : n_blocks, block_stride, run);
+        if (bi > 0 && bi % win == 0)
+            touch_runs(k_head, NULL, kv->blocks, bi, min_int(bi + win, n_blocks), block_stride, run);
         const uint16_t *kb = k_head + (size_t)kv->blocks[bi] * block_stride;
-        const int b0 = bi * bs, cnt = n - b0 < bs ? n - b0 : bs;
+        const int b0 = bi * bs, cnt = min_int(n - b0, bs);
         for (int r = 0; r < cnt; r++) {
             __m512 kc[ATTN_MAX_CHUNKS];
             _Pragma("GCC unroll 8") for (int c = 0; c < nc; c++)
@@ -184,7 +182,8 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
             for (int h = 0; h < n_q; h++) {
                 const float *qh = s.qf + h * s.d_stride;
                 __m512 acc = _mm512_setzero_ps();
-                _Pragma("GCC unroll 8") for (int c = 0; c < nc; c++) acc = _mm512_fmadd_ps(_mm512_load_ps(qh + 16 * c), kc[c], acc);
+                _Pragma("GCC unroll 8") for (int c = 0; c < nc; c++)
+                    acc = _mm512_fmadd_ps(_mm512_load_ps(qh + 16 * c), kc[c], acc);
                 s.score[h * s.n_stride + (size_t)(b0 + r)] = _mm512_reduce_add_ps(acc) * scale;
             }
         }
@@ -192,10 +191,10 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
     for (int h = 0; h < n_q; h++) softmax_avx512(s.score + h * s.n_stride, n);
 
     for (int bi = 0; bi < n_blocks; bi++) {
-        if (bi % win == 0 && bi > 0)
-            touch_runs(NULL, v_head, kv->blocks, bi, bi + win < n_blocks ? bi + win : n_blocks, block_stride, run);
+        if (bi > 0 && bi % win == 0)
+            touch_runs(NULL, v_head, kv->blocks, bi, min_int(bi + win, n_blocks), block_stride, run);
         const uint16_t *vb = v_head + (size_t)kv->blocks[bi] * block_stride;
-        const int b0 = bi * bs, cnt = n - b0 < bs ? n - b0 : bs;
+        const int b0 = bi * bs, cnt = min_int(n - b0, bs);
         for (int h = 0; h < n_q; h++) {
             const float *ph = s.score + h * s.n_stride + b0;
             float *ah = s.acc + h * s.d_stride;
@@ -212,7 +211,8 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
     }
     for (int h = 0; h < n_q; h++)
         for (int c = 0; c < nc; c++)
-            _mm512_mask_storeu_ps(out + (size_t)h * hd + 16 * c, mask[c], _mm512_load_ps(s.acc + h * s.d_stride + 16 * c));
+            _mm512_mask_storeu_ps(out + (size_t)h * hd + 16 * c, mask[c],
+                                  _mm512_load_ps(s.acc + h * s.d_stride + 16 * c));
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
