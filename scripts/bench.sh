@@ -138,8 +138,11 @@ for m in ${BATCH_MODELS:-synth15M-q8_0 synth110M-q4_k_m}; do
     f=$SHARED/models/$m.gguf
     case $m in */*) f=$m; m=$(basename "$m" .gguf) ;; esac
     [ -f "$f" ] || { echo "| $m | missing | - | - | - | - | - | - |"; failed=1; continue; }
-    timeout 900 "$SPARROW" bench -m "$f" -r "$REPS" -t "$THREADS" --concurrent 1,4,16,64 --json 2>/dev/null |
-        python3 -c '
+    # to a file first: a reader starting up beside it (python) would steal a
+    # core from the short one-request runs
+    timeout 900 "$SPARROW" bench -m "$f" -r "$REPS" -t "$THREADS" --concurrent 1,4,16,64 --json \
+        >"$tmp/$m.batched" 2>/dev/null || failed=1
+    python3 -c '
 import json, sys
 name = sys.argv[1]; base = None
 for line in sys.stdin:
@@ -147,6 +150,7 @@ for line in sys.stdin:
     base = base or r
     print("| %s | %s | %.1f ± %.1f | %.2f | %.1f ± %.1f | %.2f | %.1f | %.2f |" % (
         name, r["test"][5:], r["out_tps"], r["out_tps_sd"], r["out_tps"] / base["out_tps"],
-        r["decode_tps"], r["decode_tps_sd"], r["decode_tps"] / base["decode_tps"], r["ttft_ms"], r["tpot_ms"]))' "$m" || failed=1
+        r["decode_tps"], r["decode_tps_sd"], r["decode_tps"] / base["decode_tps"], r["ttft_ms"], r["tpot_ms"]))' \
+        "$m" <"$tmp/$m.batched" || failed=1
 done
 exit "$failed"

@@ -152,9 +152,13 @@ echo
 echo "### serve-bench: $MODEL, $TOOL, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo
 cat "$tmp/report" 2>/dev/null || true
-if grep -qiE 'error|sanitizer|assert' "$tmp/server.log" 2>/dev/null; then
+# Lines logged at priority err or worse (<0>..<3>, sd-daemon prefixes), and
+# sanitizer or assertion reports; not a bare "error" (the build flags in the
+# startup line contain -Werror).
+bad='^<[0-3]>|Sanitizer|Assertion'
+if grep -qE "$bad" "$tmp/server.log" 2>/dev/null; then
     echo
     echo "server log (last server run) mentions errors:"
-    grep -iE 'error|sanitizer|assert' "$tmp/server.log" | tail -n 5
+    grep -E "$bad" "$tmp/server.log" | tail -n 5
 fi
 exit "$rc"
