@@ -14,7 +14,9 @@
  * Ownership: the caller owns the cache; all memory (K/V storage, block tables
  * for n_seq slots, the index) is allocated in kv_create and never in a step.
  * Thread-safety: engine thread only; nothing here locks. kv_stats may be
- * copied out by the engine thread for others to read. */
+ * copied out by the engine thread for others to read. The exception: during a
+ * forward pass the engine's worker threads call kv_write (each a different
+ * position) and kv_view, which change no bookkeeping. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
