@@ -80,6 +80,8 @@ void attn_heads_ref(const float *q, int n_q, int kv_head, const struct attn_kv *
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "kernels/simd_avx512.h"
+
 /* The same steps with 16 lanes: K and V rows converted 16 halves at a time,
  * q.k by FMA in lanes then one horizontal sum per key (ggml's F16 dot works
  * the same way). Keys are walked block by block; a key row is converted once
@@ -123,7 +125,7 @@ __attribute__((target("avx512f,f16c")))
 static void softmax_avx512(float *x, int n) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 m = mask16_first(n - i);
         vmax = _mm512_max_ps(_mm512_mask_loadu_ps(vmax, m, x + i), vmax);
     }
     const float max = _mm512_reduce_max_ps(vmax);
@@ -135,7 +137,7 @@ static void softmax_avx512(float *x, int n) {
     }
     const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
     for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 m = mask16_first(n - i);
         const __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv),
                                           _MM_FROUND_TO_NEAREST_INT);
         _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(h));
@@ -156,10 +158,7 @@ static inline void attn_heads_nc(const float *q, int n_q, int kv_head, const str
     const int n_blocks = (n + bs - 1) / bs;
     const int win = ATTN_WINDOW_BYTES / (run * sizeof(uint16_t)) > 1 ? (int)(ATTN_WINDOW_BYTES / (run * sizeof(uint16_t))) : 1;
     __mmask16 mask[ATTN_MAX_CHUNKS];
-    for (int c = 0; c < nc; c++) {
-        const int left = hd - 16 * c;
-        mask[c] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-    }
+    for (int c = 0; c < nc; c++) mask[c] = mask16_first(hd - 16 * c);
     for (int h = 0; h < n_q; h++)
         for (int c = 0; c < nc; c++) {
             __m256i r = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(mask[c], q + (size_t)h * hd + 16 * c),

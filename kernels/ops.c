@@ -54,20 +54,22 @@ static int32_t argmax_ref(const float *x, int32_t n) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "kernels/simd_avx512.h"
+
 /* Two passes in 16 lanes: the maximum (NaN lanes keep the running max, as
  * the scalar compare does), then the first index holding it. */
 __attribute__((target("avx512f")))
 static int32_t argmax_avx512(const float *x, int32_t n) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int32_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 m = mask16_first(n - i);
         vmax = _mm512_max_ps(_mm512_mask_loadu_ps(vmax, m, x + i), vmax);
     }
     const float max = _mm512_reduce_max_ps(vmax);
     if (max == -INFINITY) return 0;
     const __m512 want = _mm512_set1_ps(max);
     for (int32_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 m = mask16_first(n - i);
         const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), want, _CMP_EQ_OQ);
         if (hit) return i + __builtin_ctz(hit);
     }

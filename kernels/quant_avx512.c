@@ -343,8 +343,7 @@ static TGT void f32_act_prep(const float *x, int64_t n, void *dst) {
 static TGT void f16_act_prep(const float *x, int64_t n, void *dst) {
     float *d = dst;
     for (int64_t i = 0; i < n; i += 16) {
-        const int64_t left = n - i;
-        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const __mmask16 m = mask16_first(n - i);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
         const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm512_storeu_ps(d + i, _mm512_cvtph_ps(h));
@@ -385,7 +384,7 @@ INL void f_impl(const int NT, const int kind, int64_t n, const void *w, const ui
     for (int k = 0; k < F_ACCS; k++) {     /* the last 1..63 elements, same accumulators */
         const int64_t j = i + 16 * k;
         if (j >= n) break;
-        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 m = mask16_first(n - j);
         const __m512 wv = f_weights(kind, w, j, m);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {

@@ -67,10 +67,7 @@ static TGT void bf_act_prep(const float *x, int64_t n, void *dst) {
     uint16_t *d = dst;
     const int64_t np = (int64_t)(bf_act_bytes(n) / sizeof(uint16_t));
     for (int64_t i = 0; i < np; i += 16) {
-        const int64_t left = n - i;
-        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF
-                            : left <= 0 ? (__mmask16)0
-                                        : (__mmask16)((1u << left) - 1);
+        const __mmask16 m = mask16_first(n - i);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + i);   /* zeros past n -> bf16 +0 */
         _mm256_storeu_si256((__m256i *)(d + i), bf_round16(v));
     }

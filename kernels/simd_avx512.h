@@ -3,6 +3,13 @@
  * -march says (the callers' wider targets inline it). x86 only. */
 #pragma once
 #include <immintrin.h>
+#include <stdint.h>
+
+/* Lanes [0, k) of 16: all for k >= 16, none for k <= 0 (masked loads and
+ * stores of a row's tail). */
+static inline __mmask16 mask16_first(int64_t k) {
+    return k >= 16 ? (__mmask16)0xFFFF : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
+}
 
 /* The sum of v's 16 lanes in one fixed order (halves, quarters, pairs): every
  * kernel reduces its accumulators this way, so a result never depends on
