@@ -1,6 +1,8 @@
 /* cpu.c - see cpu.h. */
 #include "kernels/cpu.h"
 
+#ifndef SPARROW_PORTABLE_ONLY
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,3 +40,4 @@ bool cpu_use(enum simd_level level) {
     }
     return false;
 }
+#endif

@@ -17,7 +17,18 @@ struct cpu_caps {
     bool vbmi_dq;               /* AVX512-VBMI and AVX512-DQ */
 };
 
+#ifndef SPARROW_PORTABLE_ONLY
 const struct cpu_caps *cpu_caps(void);
 
 /* The CPU has the level and the override allows it. */
 bool cpu_use(enum simd_level level);
+#else
+/* A build of the portable kernels only (the fuzz build: the parsers need no
+ * SIMD, and clang 14 rejects some of gcc's feature names). The answers are
+ * constants, so every fast path is dead code the compiler drops. */
+static inline const struct cpu_caps *cpu_caps(void) {
+    static const struct cpu_caps none;
+    return &none;
+}
+static inline bool cpu_use(enum simd_level level) { return level == SIMD_REF; }
+#endif
