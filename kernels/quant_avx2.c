@@ -4,7 +4,7 @@
  *
  * qfast_avx2_get() (declared in quant_fast.h) returns the AVX2 kernel for a weight type (F32, F16, Q8_0, Q4_0, Q5_0,
  * Q4_K, Q6_K), or NULL for other types. It does NOT look at the CPU: the
- * caller (qfast_get) hands these out only after __builtin_cpu_supports said
+ * caller (qfast_get) hands these out only after kernels/cpu.h said the CPU has
  * avx2, fma and f16c. Every kernel function carries a target attribute, so
  * the file compiles on any x86-64 gcc/clang whatever -march says.
  *

@@ -3,7 +3,7 @@
  *
  * Every kernel function carries a target attribute, so this file compiles on
  * any x86-64 gcc/clang whatever -march says; qfast_get() only hands the
- * kernels out after __builtin_cpu_supports said the CPU runs them.
+ * kernels out after kernels/cpu.h said the CPU runs them.
  *
  * Numerics (per weight row r and token t; all of it independent of how many
  * tokens share a tile call and of the token's slot in it). The float work
@@ -883,7 +883,7 @@ static const struct qfast k_q6_K = {"avx512-q6_K", 4, qk_act_bytes, qk_act_prep,
 static const struct qfast k_f16 = {"avx512-f16", 4, f_act_bytes, f16_act_prep, f16_tile};
 static const struct qfast k_f32 = {"avx512-f32", 4, f_act_bytes, f32_act_prep, f32_tile};
 
-static bool cpu_ok(void) { return cpu_caps()->avx512 && cpu_caps()->vnni; }
+static bool cpu_ok(void) { return cpu_has(SIMD_AVX512) && cpu_caps()->avx512vnni; }
 
 static const struct qfast *avx512_get(enum qtype wtype) {
     switch (wtype) {
@@ -901,7 +901,7 @@ static const struct qfast *avx512_get(enum qtype wtype) {
 
 const struct qfast *qfast_get_cpu(enum qtype wtype) {
     const struct qfast *k = cpu_ok() ? avx512_get(wtype) : NULL;
-    return k ? k : cpu_caps()->avx2 ? qfast_avx2_get(wtype) : NULL;
+    return k ? k : cpu_has(SIMD_AVX2) ? qfast_avx2_get(wtype) : NULL;
 }
 
 const struct qfast *qfast_get(enum qtype wtype) {

@@ -4,7 +4,7 @@
  * Every kernel function carries a target attribute, so this file compiles on
  * any x86-64 gcc/clang whatever -march says (the valgrind x86-64-v3 build, the
  * clang fuzz build); qfast_bf16_get() only hands the kernel out after
- * __builtin_cpu_supports said the CPU has AVX-512 F/BW/VL/BF16.
+ * kernels/cpu.h said the CPU has AVX-512 F/BW/VL/BF16.
  *
  * Prepared activation row: the reference's BF16 activation (qt_f32_to_bf16:
  * NaN made quiet, everything else rounded to nearest even, subnormals KEPT),
@@ -152,7 +152,7 @@ static const struct qfast k_bf16 = {"avx512-bf16", BF_MAX_TOK, bf_act_bytes, bf_
 /* The BF16 kernel when the CPU runs it, else NULL. Ignores SPARROW_KERNELS
  * (the caller's dispatch, like qfast_get, applies it). Any thread. */
 const struct qfast *qfast_bf16_get(void) {
-    return cpu_caps()->avx512 && cpu_caps()->bf16 ? &k_bf16 : NULL;
+    return cpu_has(SIMD_AVX512) && cpu_caps()->avx512bf16 ? &k_bf16 : NULL;
 }
 
 #else /* not x86 */

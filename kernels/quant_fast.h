@@ -25,7 +25,7 @@
  * not depend on the other rows of its group either (padding rows are zero).
  * So the float result of (row, token) depends only on the row, the token and n.
  *
- * Dispatch (CPU features checked once with __builtin_cpu_supports): on
+ * Dispatch (CPU features probed once, kernels/cpu.h): on
  * AVX-512 F/BW/VL/VNNI the kernels of kernels/quant_avx512.c (BF16 weights:
  * kernels/quant_bf16.c, with AVX512-BF16's vdpbf16ps); else, with AVX2 + FMA
  * + F16C, those of kernels/quant_avx2.c (the same float order as the AVX-512

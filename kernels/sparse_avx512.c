@@ -2,7 +2,7 @@
  *
  * Every kernel function carries a target attribute, so this file compiles on
  * any x86-64 gcc/clang whatever -march says; sparse_tile_avx512() hands the
- * kernels out only after __builtin_cpu_supports said the CPU runs them
+ * kernels out only after kernels/cpu.h said the CPU runs them
  * (AVX-512 F/BW/VL/DQ/VBMI and FMA).
  *
  * The work is split in chunks of 16 kept values (half of a 32-value chunk):
@@ -538,7 +538,7 @@ static bool cpu_ok;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
 static void probe(void) {
-    cpu_ok = cpu_caps()->avx512 && cpu_caps()->vbmi_dq;
+    cpu_ok = cpu_has(SIMD_AVX512) && cpu_caps()->avx512dq && cpu_caps()->avx512vbmi;
     if (cpu_ok) build_plans();
 }
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
+
 #ifndef SPARROW_GIT
 #define SPARROW_GIT "unknown"
 #endif
@@ -27,16 +29,10 @@ const char *buildinfo_compiler(void) {
 }
 
 const char *buildinfo_cpu(char *buf, size_t n, const char *sep) {
-    __builtin_cpu_init();
-    /* __builtin_cpu_supports needs string literals, hence one line each. */
+    const struct cpu_caps *c = cpu_caps();
     const struct { const char *name; bool on; } f[] = {
-        { "avx2", __builtin_cpu_supports("avx2") },
-        { "avx512f", __builtin_cpu_supports("avx512f") },
-        { "avx512bw", __builtin_cpu_supports("avx512bw") },
-        { "avx512vnni", __builtin_cpu_supports("avx512vnni") },
-        { "avx512bf16", __builtin_cpu_supports("avx512bf16") },
-        { "f16c", __builtin_cpu_supports("f16c") },
-        { "fma", __builtin_cpu_supports("fma") },
+        { "avx2", c->avx2 }, { "avx512f", c->avx512f }, { "avx512bw", c->avx512bw },
+        { "avx512vnni", c->avx512vnni }, { "avx512bf16", c->avx512bf16 }, { "f16c", c->f16c }, { "fma", c->fma },
     };
     const bool present_only = !strcmp(sep, ",");
     size_t len = 0;

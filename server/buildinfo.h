@@ -1,7 +1,7 @@
 /* buildinfo.h - what this binary is: version, git commit, compiler and flags
  * it was built with (baked in by the Makefile, which passes -DSPARROW_GIT and
  * -DSPARROW_CFLAGS to this file only), and the CPU features the running
- * machine has (checked at run time with __builtin_cpu_supports), like
+ * machine has (probed at run time, kernels/cpu.h), like
  * llama.cpp's system info line. Shown by `sparrow --version`, the first log
  * line of `sparrow serve` and /metrics (sparrow_build_info).
  * Strings are read-only and static; any thread may call any function. */
