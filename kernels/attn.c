@@ -25,10 +25,13 @@ static int fast_chunks(int head_dim) {
     return need <= 4 ? (need < 2 ? 2 : need) : need <= 6 ? 6 : need;
 }
 
+static struct attn_scratch scratch_strides(int n_tokens, int head_dim) {
+    return (struct attn_scratch){ .n_stride = ((size_t)n_tokens + 15) / 16 * 16,
+                                  .d_stride = 16 * (size_t)fast_chunks(head_dim) };
+}
+
 static struct attn_scratch scratch_layout(void *mem, int n_tokens, int head_dim, int n_q) {
-    struct attn_scratch s;
-    s.n_stride = ((size_t)n_tokens + 15) / 16 * 16;
-    s.d_stride = 16 * (size_t)fast_chunks(head_dim);
+    struct attn_scratch s = scratch_strides(n_tokens, head_dim);
     s.score = mem;
     s.qf = s.score + (size_t)n_q * s.n_stride;
     s.acc = s.qf + (size_t)n_q * s.d_stride;
@@ -36,7 +39,7 @@ static struct attn_scratch scratch_layout(void *mem, int n_tokens, int head_dim,
 }
 
 size_t attn_scratch_bytes(int n_tokens, int head_dim, int n_q) {
-    struct attn_scratch s = scratch_layout(NULL, n_tokens, head_dim, n_q);
+    const struct attn_scratch s = scratch_strides(n_tokens, head_dim);
     return (size_t)n_q * (s.n_stride + 2 * s.d_stride) * sizeof(float);
 }
 
