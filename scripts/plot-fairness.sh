@@ -7,13 +7,9 @@
 #                 title names its command line and date.
 # Default OUT: docs/img/fairness.png. Needs gnuplot (Debian: gnuplot-nox), python3.
 set -euo pipefail
-out=docs/img/fairness.png
-if [ "${1:-}" = "-o" ]; then out=$2; shift 2; fi
-[ $# -eq 1 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-in=$1
-[ -f "$in" ] || { echo "plot-fairness.sh: $in not found" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/plot-common.sh"
+plot_start docs/img/fairness.png 1 1 "$@"
+in=${files[0]}
 python3 - "$in" "$tmp" <<'PY' || { echo "plot-fairness.sh: $in holds no service samples" >&2; exit 1; }
 import json, sys, os
 res = json.load(open(sys.argv[1]))

@@ -13,15 +13,10 @@
 #   more than 20x.
 # Default OUT: docs/img/prefix.png. Needs gnuplot (Debian: gnuplot-nox), python3.
 set -euo pipefail
-out=docs/img/prefix.png
-[ "${1:-}" = "-o" ] && { [ $# -ge 2 ] || { echo "plot-prefix.sh: -o needs a file" >&2; exit 2; }; out=$2; shift 2; }
-[ $# -ge 1 ] || { sed -n 2,14p "$0"; exit 2; }
-for f in "$@"; do [ -f "$f" ] || { echo "plot-prefix.sh: $f: no such file" >&2; exit 1; }; done
-command -v gnuplot >/dev/null || { echo "plot-prefix.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/plot-common.sh"
+plot_start docs/img/prefix.png 1 0 "$@"
 
-python3 - "$tmp" "$@" <<'PY'
+python3 - "$tmp" "${files[@]}" <<'PY'
 import json, math, os, sys, textwrap, time
 tmp, files = sys.argv[1], sys.argv[2:]
 

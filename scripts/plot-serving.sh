@@ -11,14 +11,10 @@
 #   and date.
 # Default OUT: docs/img/serving.png. Needs gnuplot (Debian: gnuplot-nox), python3.
 set -euo pipefail
-out=docs/img/serving.png
-[ "${1:-}" = "-o" ] && { out=$2; shift 2; }
-[ $# -ge 1 ] || { sed -n 2,13p "$0"; exit 2; }
-command -v gnuplot >/dev/null || { echo "plot-serving.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/plot-common.sh"
+plot_start docs/img/serving.png 1 0 "$@"
 
-python3 - "$tmp" "$@" <<'PY'
+python3 - "$tmp" "${files[@]}" <<'PY'
 import json, os, sys, textwrap, time
 tmp, files = sys.argv[1], sys.argv[2:]
 series, order, titles = {}, [], []

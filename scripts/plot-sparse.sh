@@ -9,14 +9,10 @@
 #   value precision (1 solid f16, 2 dashed q8, 3 dotted q4).
 # Default OUT: docs/img/sparse.png. Needs gnuplot (Debian: gnuplot-nox), python3.
 set -euo pipefail
-out=docs/img/sparse.png
-[ "${1:-}" = "-o" ] && { out=$2; shift 2; }
-[ $# -eq 1 ] || { sed -n 2,11p "$0"; exit 2; }
-command -v gnuplot >/dev/null || { echo "plot-sparse.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/plot-common.sh"
+plot_start docs/img/sparse.png 1 1 "$@"
 
-python3 - "$tmp" "$1" <<'PY'
+python3 - "$tmp" "${files[0]}" <<'PY'
 import json, os, sys, time
 tmp, path = sys.argv[1], sys.argv[2]
 meta, series = {}, {}

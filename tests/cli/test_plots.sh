@@ -79,6 +79,18 @@ bash scripts/plot-sparse.sh -o "$tmp/bad8.png" "$tmp/sparse-bad.jsonl" > /dev/nu
     && bad "plot-sparse.sh accepted a record without speeds"
 [ -e "$tmp/bad7.png" ] || [ -e "$tmp/bad8.png" ] && bad "plot-sparse.sh wrote a PNG for bad input"
 
+# Usage errors (scripts/plot-common.sh): no input, -o without a file, a
+# missing file; usage goes to stderr, nothing is written.
+for p in scripts/plot-*.sh; do
+    [ "$p" = scripts/plot-common.sh ] && continue
+    rc=0; bash "$p" > "$tmp/out" 2> "$tmp/err" || rc=$?
+    [ "$rc" -eq 2 ] && grep -q '^Usage:' "$tmp/err" && [ ! -s "$tmp/out" ] || bad "$p without input: exit $rc, usage not on stderr"
+    rc=0; bash "$p" -o > /dev/null 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] || bad "$p -o without a file: exit $rc"
+    rc=0; bash "$p" -o "$tmp/missing.png" "$tmp/no-such-file.jsonl" > /dev/null 2>&1 || rc=$?
+    [ "$rc" -eq 1 ] && [ ! -e "$tmp/missing.png" ] || bad "$p on a missing file: exit $rc"
+done
+
 # Bad input is an error, not an empty picture.
 echo 'not json' > "$tmp/bad.jsonl"
 bash scripts/plot-bench.sh -o "$tmp/bad.png" "$tmp/bad.jsonl" > /dev/null 2>&1 && bad "plot-bench.sh accepted a non-JSON file"
