@@ -588,7 +588,7 @@ INL void q0p_impl(const int NT, const int kind, int64_t n, const uint8_t *g, con
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
         }
     }
-    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    const __mmask16 m = mask16_first(nr);
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
 }
@@ -734,7 +734,7 @@ INL void q4_Kp_impl(const int NT, int64_t n, const uint8_t *g, const uint8_t *ac
             mins[t] = _mm512_sub_ps(mins[t], _mm512_mul_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmw, vdx)));
         }
     }
-    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    const __mmask16 m = mask16_first(nr);
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, _mm512_add_ps(mins[t], sums[t]));
 }
@@ -841,7 +841,7 @@ INL void q6_Kp_impl(const int NT, int64_t n, const uint8_t *g, const uint8_t *ac
                                                            _mm512_mul_ps(dw, _mm512_set1_ps(dx))));
         }
     }
-    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    const __mmask16 m = mask16_first(nr);
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, sums[t]);
 }
